@@ -1,0 +1,75 @@
+#include "common/buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void buf_reserve(buf *b, size_t extra)
+{
+    if (b->cap - b->len > extra) return;   /* keep one byte for buf_cstr's NUL */
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len <= extra) cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        abort();
+    }
+    b->data = p;
+    b->cap = cap;
+}
+
+void buf_append(buf *b, const void *data, size_t len)
+{
+    if (len == 0) return;
+    buf_reserve(b, len);
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+}
+
+void buf_append_str(buf *b, const char *s)
+{
+    buf_append(b, s, strlen(s));
+}
+
+void buf_printf(buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n <= 0) return;
+    buf_reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void buf_consume(buf *b, size_t n)
+{
+    if (n >= b->len) {
+        b->len = 0;
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+}
+
+const char *buf_cstr(buf *b)
+{
+    buf_reserve(b, 0);
+    b->data[b->len] = '\0';
+    return b->data;
+}
+
+void buf_reset(buf *b)
+{
+    b->len = 0;
+}
+
+void buf_free(buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}

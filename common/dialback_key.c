@@ -1,0 +1,1 @@
+/* dialback_key: being written */

@@ -1,0 +1,1 @@
+/* jid: being written */

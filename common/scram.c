@@ -1,0 +1,1 @@
+/* scram: being written */

@@ -1,0 +1,1 @@
+/* stanza: being written */

@@ -1,0 +1,1 @@
+/* stanza_error: being written */

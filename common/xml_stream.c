@@ -1,0 +1,1 @@
+/* xml_stream: being written */
