@@ -30,6 +30,10 @@ typedef struct conn_handler {
     void (*on_timeout)(conn *c);
     /* The connection is closed; reason is a short text for logs. */
     void (*on_close)(conn *c, const char *reason);
+    /* Plain (non-TLS) connections being closed: called once for every
+     * conn_write whose bytes never reached the socket, with exactly those
+     * bytes, before on_close; may be NULL (lets the router bounce queued stanzas). */
+    void (*on_unsent)(conn *c, const char *data, size_t len);
 } conn_handler;
 
 typedef struct conn_limits {

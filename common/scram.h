@@ -62,6 +62,11 @@ void scram_server_free(scram_server *s);
 typedef struct scram_client scram_client;
 scram_client *scram_client_new(hash_alg alg, const char *username, const char *password,
                                const char *client_nonce);
+/* Added: bind the channel (SCRAM-*-PLUS). Call before scram_client_first;
+ * cb_type e.g. "tls-exporter", cb_data this connection's binding data.
+ * Returns 0, or -1 if called late or cb_type is not a valid cb-name. */
+int scram_client_set_channel_binding(scram_client *c, const char *cb_type,
+                                     const unsigned char *cb_data, size_t cb_len);
 /* client-first message (malloc'd). */
 char *scram_client_first(scram_client *c);
 /* Given server-first, produce client-final (malloc'd) or NULL on a bad message. */

@@ -30,13 +30,13 @@ void xml_limits_default(xml_limits *lim);
 
 typedef enum {
     XML_OK = 0,
-    XML_ERR_NOT_WELL_FORMED,   /* xml-not-well-formed (also invalid UTF-8, NUL bytes) */
+    XML_ERR_NOT_WELL_FORMED,   /* not-well-formed (also invalid UTF-8, NUL bytes) */
     XML_ERR_RESTRICTED,        /* restricted-xml */
     XML_ERR_BAD_PREFIX,        /* bad-namespace-prefix: prefix never declared */
     XML_ERR_TOO_BIG,           /* policy-violation: stanza over max_stanza_bytes */
     XML_ERR_TOO_DEEP,          /* policy-violation: nesting over max_depth */
     XML_ERR_TOO_MANY_ATTRS,    /* policy-violation */
-    XML_ERR_AFTER_END,         /* data after the end of the stream root: xml-not-well-formed */
+    XML_ERR_AFTER_END,         /* data after the end of the stream root: not-well-formed */
     XML_ERR_NOMEM,             /* resource-constraint */
 } xml_err;
 
