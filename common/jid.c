@@ -2,6 +2,7 @@
  * RFC 6122 stringprep profiles (Nodeprep, Nameprep, Resourceprep) from
  * libidn. A prepared jid lives in one allocation (jid.mem). */
 #include "common/jid.h"
+#include "common/utf8.h"
 
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -23,46 +24,6 @@
 
 typedef enum { PART_NODE, PART_DOMAIN, PART_RESOURCE } jid_part;
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
- * U+10FFFF, no NUL inside the given length. */
-static int utf8_valid(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        size_t n;
-        unsigned cp;
-        if (c == 0)
-            return 0;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (len - i <= n)
-            return 0;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = cp << 6 | (s[i + k] & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff
-            || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
-}
 
 static int is_ascii(const char *s, size_t len)
 {
@@ -100,7 +61,7 @@ static int prep_ascii(jid_part part, const char *in, size_t len, char *out)
  * a JID may be empty when it is present. */
 static int prep_part(jid_part part, const char *in, size_t len, char *out, size_t outlen)
 {
-    if (len == 0 || len > JID_INPUT_MAX || !utf8_valid((const unsigned char *)in, len))
+    if (len == 0 || len > JID_INPUT_MAX || !utf8_valid(in, len))
         return -1;
     size_t outlen_needed;
     if (is_ascii(in, len)) {
@@ -319,7 +280,7 @@ int jid_parse(jid *j, const char *s)
     if (!s)
         return -1;
     size_t len = strnlen(s, JID_INPUT_MAX + 1);
-    if (len > JID_INPUT_MAX || !utf8_valid((const unsigned char *)s, len))
+    if (len > JID_INPUT_MAX || !utf8_valid(s, len))
         return -1;
     /* RFC 7622 §3.1: the first '/' starts the resourcepart; an '@' before it
      * ends the localpart. */
