@@ -13,8 +13,9 @@ static int signals_active;
 static void usage(const char *name, FILE *to)
 {
     fprintf(to,
-            "usage: switchboard-%s [-c FILE] [--check] [--debug]\n"
+            "usage: switchboard-%s [-c FILE] [--name NAME] [--check] [--debug]\n"
             "  -c, --config FILE  configuration file (default: etc/%s.xml)\n"
+            "  --name NAME        component name at the router (overrides the config)\n"
             "  --check            validate the configuration and exit\n"
             "  --debug            log at debug level\n",
             name, name);
@@ -30,6 +31,8 @@ void process_parse_args(int argc, char **argv, const char *name, process_opts *o
         const char *a = argv[i];
         if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) {
             out->config_path = argv[++i];
+        } else if (!strcmp(a, "--name") && i + 1 < argc) {
+            out->name = argv[++i];
         } else if (!strcmp(a, "--check")) {
             out->check_only = 1;
         } else if (!strcmp(a, "--debug")) {

@@ -8,6 +8,7 @@ typedef struct process_opts {
     const char *config_path;   /* -c FILE */
     int check_only;            /* --check: validate the config and exit */
     int debug;                 /* --debug: log level debug */
+    const char *name;          /* --name NAME: component name, overriding the config (c2s-%(process_num)d) */
 } process_opts;
 
 /* Parse argv; prints usage and exits on --help or a bad argument. */

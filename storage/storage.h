@@ -1,0 +1,61 @@
+/* storage: Switchboard's PostgreSQL access, asynchronous on the libuv loop.
+ *
+ * One `storage` per process holds a small pool of libpq connections
+ * (non-blocking connect, prepared statements, pipeline mode), reconnects
+ * with back-off when the database goes away, and applies the SQL
+ * migrations in storage/migrations when asked.
+ *
+ * Every request completes through its callback, exactly once, on the loop,
+ * never inside the call that made it. While the database is unreachable
+ * requests fail at once with STORAGE_UNAVAILABLE (the caller answers with a
+ * temporary error: temporary-auth-failure, internal-server-error, wait);
+ * nothing is queued without bound and nothing is silently dropped.
+ * Parameters are always bound, never spliced into SQL. */
+#ifndef SB_STORAGE_H
+#define SB_STORAGE_H
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef enum {
+    STORAGE_OK = 0,
+    STORAGE_NOT_FOUND,      /* no such user / row */
+    STORAGE_CONFLICT,       /* already exists */
+    STORAGE_QUOTA,          /* a per-user limit was reached */
+    STORAGE_UNAVAILABLE,    /* the database cannot be reached now: try again later */
+    STORAGE_ERROR,          /* anything else (logged with context) */
+} storage_status;
+
+const char *storage_status_string(storage_status s);
+
+typedef struct storage_config {
+    const char *conninfo;        /* libpq connection string */
+    unsigned connections;        /* pool size; default 2 */
+    unsigned reconnect_max_ms;   /* back-off ceiling; default 5000 */
+    unsigned max_pending;        /* requests waiting for a connection before STORAGE_UNAVAILABLE; default 10000 */
+    unsigned query_timeout_ms;   /* a request not answered by then fails with STORAGE_UNAVAILABLE; default 10000 */
+    const char *migrations_dir;  /* for storage_migrate; default: the installed or source storage/migrations */
+} storage_config;
+
+typedef struct storage storage;
+
+/* Create the pool and start connecting (asynchronously). */
+storage *storage_new(uv_loop_t *loop, const storage_config *cfg);
+/* 1 when at least one connection is up and prepared. */
+int storage_ready(const storage *s);
+/* Called whenever readiness changes (may be NULL). */
+void storage_on_ready_change(storage *s, void (*cb)(storage *s, int ready, void *ud), void *ud);
+/* Close connections; pending requests complete with STORAGE_UNAVAILABLE. */
+void storage_free(storage *s);
+
+typedef void (*storage_status_cb)(void *ud, storage_status st);
+
+/* ---- migrations (blocking: for the admin command and process start-up) ---- */
+
+/* Apply every migration in dir not yet applied (table switchboard_migrations),
+ * each in its own transaction. Returns 0, or -1 with a message in err. */
+int storage_migrate_sync(const char *conninfo, const char *dir, char *err, size_t errlen);
+/* The latest applied migration number, or -1 with err. */
+int storage_schema_version_sync(const char *conninfo, char *err, size_t errlen);
+
+#endif
