@@ -18,6 +18,7 @@ void bounce_to_sender(rclient *rc, stanza *st, const char *condition, const char
         stanza_free(st);
         return;
     }
+    if (rc && rc->r->m.bounced) metric_inc(rc->r->m.bounced);
     log_info("bounced <%s/> from %s to %s: %s", el->name, from ? from : "?", to ? to : "?", condition);
     if (rc && rc->state == RC_READY) rclient_write_element(rc, st->root);
     stanza_free(st);

@@ -21,6 +21,9 @@ static const config_key router_keys[] = {
     {"limits/handshake-timeout", CFG_INT, 0, "seconds a new connection has to authenticate (default 10)"},
     {"limits/write-queue-high", CFG_INT, 0, "queued bytes at which senders to a component are paused (default 1M)"},
     {"limits/write-queue-max", CFG_INT, 0, "queued bytes at which a component that does not read is cut off (default 64M)"},
+    {"metrics", CFG_SECTION, 0, "Prometheus metrics endpoint"},
+    {"metrics/address", CFG_STRING, 0, "address of the metrics endpoint (default 127.0.0.1)"},
+    {"metrics/port", CFG_INT, 0, "port of the metrics endpoint; 0 or absent: off"},
     {"component", CFG_SECTION, CFG_MULTI, "a component that may connect"},
     {"component/@name", CFG_STRING, CFG_REQUIRED, "its name; 'prefix*' or '*' match several"},
     {"component/@secret", CFG_SECRET, CFG_REQUIRED, "its shared secret (value, file:/path or env:NAME)"},
@@ -111,9 +114,17 @@ int main(int argc, char **argv)
     if (router_start(&r, config_str(cfg, "listen/address", "127.0.0.1"), (int)config_int(cfg, "listen/port", 5347)) < 0) {
         rc = 1;
     } else {
+        int metrics_port = (int)config_int(cfg, "metrics/port", 0);
+        if (metrics_port > 0) {
+            router_metrics_init(&r);
+            if (metrics_listen(&loop, config_str(cfg, "metrics/address", "127.0.0.1"), metrics_port) < 0) rc = 1;
+        }
+    }
+    if (rc == 0) {
         process_signals_start(&loop, on_stop_signal, NULL, &r);
         uv_run(&loop, UV_RUN_DEFAULT);
     }
+    metrics_shutdown();
     process_loop_close(&loop);
     strmap_free(&r.routes);
     strmap_free(&r.known);

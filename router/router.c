@@ -86,8 +86,45 @@ static void forget_waiter(router *r, rclient *gone)
             if (rc->waiters[i] == gone) rc->waiters[i] = rc->waiters[--rc->nwaiters];
 }
 
+static double count_components(void *ud)
+{
+    return (double)((router *)ud)->nclients;
+}
+
+static double count_routes(void *ud)
+{
+    return (double)strmap_count(&((router *)ud)->routes);
+}
+
+void router_metrics_init(router *r)
+{
+    const char *h = "Stanzas forwarded, by kind";
+    r->m.routed[0] = metrics_counter("switchboard_router_stanzas_total", h, "kind=\"message\"");
+    r->m.routed[1] = metrics_counter("switchboard_router_stanzas_total", h, "kind=\"presence\"");
+    r->m.routed[2] = metrics_counter("switchboard_router_stanzas_total", h, "kind=\"iq\"");
+    r->m.envelopes = metrics_counter("switchboard_router_routes_total", "Route envelopes forwarded", NULL);
+    r->m.bounced = metrics_counter("switchboard_router_bounces_total", "Stanzas answered with an error", NULL);
+    r->m.refused_from = metrics_counter("switchboard_router_spoofed_from_total",
+                                        "Stanzas refused for a 'from' the component does not own", NULL);
+    r->m.auth_failures = metrics_counter("switchboard_router_auth_failures_total", "Failed component handshakes", NULL);
+    metrics_gauge_fn("switchboard_router_connections", "Component connections", NULL, count_components, r);
+    metrics_gauge_fn("switchboard_router_names", "Names in the routing table", NULL, count_routes, r);
+}
+
+static void count_forwarded(router *r, const xnode *el)
+{
+    if (!r->m.envelopes) return;
+    switch (el->name[0]) {
+    case 'm': metric_inc(r->m.routed[0]); break;
+    case 'p': metric_inc(r->m.routed[1]); break;
+    case 'i': metric_inc(r->m.routed[2]); break;
+    default: metric_inc(r->m.envelopes); break;
+    }
+}
+
 static void forward(rclient *from, rclient *target, stanza *st)
 {
+    count_forwarded(from->r, st->root);
     rclient_write_element(target, st->root);
     stanza_free(st);
     if (!conn_writable(target->c) && from != target) add_waiter(target, from);
@@ -110,6 +147,7 @@ static void route_stanza(rclient *rc, stanza *st)
     if (!rc->trusted && !route_owns(rc, from_domain)) {
         log_warn("component %s (%s): refused <%s/> with foreign from='%s'", rc_label(rc), conn_peer(rc->c),
                  el->name, from);
+        if (r->m.refused_from) metric_inc(r->m.refused_from);
         bounce_to_sender(rc, st, "forbidden", "'from' is not an address of this component");
         return;
     }
@@ -239,6 +277,7 @@ static void authenticate(rclient *rc, stanza *st)
     stanza_free(st);
     if (!good) {
         log_warn("component %s (%s): handshake failed", rc->name, conn_peer(rc->c));
+        if (r->m.auth_failures) metric_inc(r->m.auth_failures);
         rclient_stream_error(rc, "not-authorized", NULL);
         return;
     }

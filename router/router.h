@@ -8,6 +8,7 @@
 #include "common/buf.h"
 #include "common/config.h"
 #include "common/conn.h"
+#include "common/metrics.h"
 #include "common/strmap.h"
 #include "common/xml_stream.h"
 
@@ -60,11 +61,19 @@ struct router {
     rclient *clients;
     size_t nclients;
     buf out;
+    struct {
+        metric *routed[3];      /* message, presence, iq */
+        metric *envelopes;
+        metric *bounced;
+        metric *refused_from;
+        metric *auth_failures;
+    } m;
     int stopping;
     void (*on_stopped)(router *r);
 };
 
 /* router.c */
+void router_metrics_init(router *r);
 int router_start(router *r, const char *address, int port);
 void router_stop(router *r, void (*on_stopped)(router *r));
 /* Write an element to a client, original bytes where possible. */

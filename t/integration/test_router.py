@@ -370,3 +370,44 @@ def test_slixmpp_component_exchanges_messages(router):
     assert received == [("bob@b.example/r", "ping")]
     assert reply.find(f"{{{NS_COMPONENT}}}body").text == "echo: ping"
     assert reply.get("from") == "bot@a.example" and reply.get("to") == "bob@b.example/r"
+
+
+def test_metrics_endpoint_counts_what_happens(router):
+    import urllib.request
+    from harness import free_port
+    mport = free_port()
+    cfg_components = COMPONENTS
+    r = router(cfg_components)
+    # The router fixture renders its own config; start a second router with metrics on.
+    r.stop()
+    path = r.argv[2]
+    text = open(path).read().replace("</router>", f"<metrics><port>{mport}</port></metrics></router>")
+    open(path, "w").write(text)
+    r.start()
+    r.wait_port(r.port)
+
+    def scrape():
+        with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5) as resp:
+            body = resp.read().decode()
+        values = {}
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                k, v = line.rsplit(" ", 1)
+                values[k] = float(v)
+        return values
+    before = scrape()
+    a = connected(r.port, "a.example", SECRET)
+    b = connected(r.port, "b.example", SECRET)
+    for i in range(5):
+        a.send(f"<message from='a.example' to='b.example' id='m{i}'/>")
+    for i in range(5):
+        assert b.next_stanza().get("id") == f"m{i}"
+    a.send("<message from='a.example' to='x@nowhere.example' id='nr'/>")
+    a.next_stanza()
+    RawComponent(r.port, "a.example", "bad").authenticate()
+    after = scrape()
+    key = 'switchboard_router_stanzas_total{kind="message"}'
+    assert after[key] - before.get(key, 0) == 5
+    assert after["switchboard_router_bounces_total"] - before.get("switchboard_router_bounces_total", 0) == 1
+    assert after["switchboard_router_auth_failures_total"] >= 1
+    assert after["switchboard_router_connections"] >= 2
