@@ -17,10 +17,14 @@ typedef struct offline_row {
 } offline_row;
 
 /* Store one message unless the user already has `quota` messages (then
- * STORAGE_QUOTA). expire_at 0 = never. STORAGE_NOT_FOUND if no such user. */
+ * STORAGE_QUOTA). expire_at 0 = never. STORAGE_NOT_FOUND if no such user.
+ * Expired messages do not count against the quota; quota 0 refuses every
+ * message. The quota check and the insert are one transaction under a lock
+ * of the owner's account row, so concurrent stores cannot exceed it. */
 void offline_store(storage *s, const char *domain, const char *username, const char *stanza, size_t len,
                    time_t expire_at, unsigned quota, storage_status_cb cb, void *ud);
-/* All stored messages of a user, oldest first (expired ones left out). Rows valid during the callback. */
+/* All stored messages of a user, oldest first (expired ones left out). Rows valid during the callback.
+ * STORAGE_NOT_FOUND if no such user (also for offline_delete and offline_count). */
 void offline_fetch(storage *s, const char *domain, const char *username,
                    void (*cb)(void *ud, storage_status st, const offline_row *rows, size_t n), void *ud);
 /* Delete messages with id <= up_to (after they were delivered), and expired ones. */

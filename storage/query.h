@@ -24,8 +24,10 @@
  *
  * Ordering: requests with the same key (the first key_params parameters of
  * the statement, normally domain and username) are sent on the same
- * connection and complete in the order they were made. Requests with
- * different keys may complete in any order.
+ * connection and complete in the order they were made (while the set of
+ * live connections does not change: when a connection fails or comes back,
+ * a key may move to another one). Requests with different keys may
+ * complete in any order.
  *
  * Status given to the callback:
  *   STORAGE_OK           the statement ran and committed; res is its result
@@ -60,6 +62,10 @@ void storage_register(storage *s, const storage_stmt *table);
  * callback runs exactly once, later, on the loop (never inside this call). */
 void storage_exec(storage *s, const storage_stmt *stmt, const char *const *values,
                   storage_result_cb cb, void *ud);
+
+/* Complete cb(ud, st, NULL) later on the loop, as storage_exec would: for
+ * a module that refuses a request before running any SQL. */
+void storage_complete_later(storage *s, storage_result_cb cb, void *ud, storage_status st);
 
 /* ---- helpers for results and parameters (text format) ---- */
 

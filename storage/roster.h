@@ -21,7 +21,9 @@ typedef struct roster_row {
     size_t ngroups;
 } roster_row;
 
-/* Rows and strings are valid only during the callback. version: the user's roster version. */
+/* Rows and strings are valid only during the callback. version: the user's roster version
+ * (0 before the first change; each put/remove adds 1). Rows are ordered by contact.
+ * STORAGE_NOT_FOUND from roster_load, roster_put and roster_count if there is no such user. */
 typedef void (*roster_load_cb)(void *ud, storage_status st, const roster_row *rows, size_t n, int64_t version);
 typedef void (*roster_write_cb)(void *ud, storage_status st, int64_t new_version);
 

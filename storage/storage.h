@@ -52,9 +52,17 @@ typedef void (*storage_status_cb)(void *ud, storage_status st);
 
 /* ---- migrations (blocking: for the admin command and process start-up) ---- */
 
-/* Apply every migration in dir not yet applied (table switchboard_migrations),
- * each in its own transaction. Returns 0, or -1 with a message in err. */
+/* Apply every migration in dir (NULL: storage_default_migrations_dir()) not
+ * yet applied (table switchboard_migrations), each in its own transaction,
+ * under an advisory lock. Returns 0, or -1 with a message in err. */
 int storage_migrate_sync(const char *conninfo, const char *dir, char *err, size_t errlen);
+/* The migrations directory used when dir is NULL: the source tree's
+ * storage/migrations for a program run from the build directory, else the
+ * installed datadir/switchboard/migrations. */
+const char *storage_default_migrations_dir(void);
+/* The highest migration number in dir (NULL: the default), 0 if there is
+ * none, or -1 with err. */
+int storage_migrations_latest(const char *dir, char *err, size_t errlen);
 /* The latest applied migration number, or -1 with err. */
 int storage_schema_version_sync(const char *conninfo, char *err, size_t errlen);
 

@@ -1,0 +1,305 @@
+/* switchboard-s2s: server-to-server federation (RFC 6120 streams in the
+ * jabber:server namespace, STARTTLS, dialback per XEP-0220 with keys per
+ * XEP-0185, SRV per RFC 6120 §3.2 and XEP-0368).
+ *
+ * Internal interfaces shared by the files of this process:
+ *   main.c         configuration, start and clean shutdown
+ *   router_link.c  the component link to the router (default route)
+ *   route.c        domain pairs (local -> remote): state, deadlines, connecting
+ *   queue.c        stanzas waiting for a domain pair, and bounces
+ *   out.c          outgoing streams (we are the Initiating/Receiving server)
+ *   in.c           incoming streams (we are the Receiving/Authoritative server)
+ *   listener.c     the listening socket(s)
+ *   dialback.c     keys, db:result/db:verify elements, verification requests
+ *   resolve.c      DNS (c-ares on the loop) and the static host map
+ *   stanza_io.c    writing stanzas into another stream namespace, domains
+ *
+ * Words: a *route* is one domain pair we send on (local -> remote); an
+ * out_conn is one outgoing TCP connection, which carries any number of
+ * routes (multiplexing, XEP-0220 §4) and db:verify requests; an in_conn is
+ * one incoming connection, with the domain pairs it has been authorised for. */
+#ifndef SB_S2S_H
+#define SB_S2S_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+#include <openssl/ssl.h>
+
+#include "common/buf.h"
+#include "common/component.h"
+#include "common/jid.h"
+#include "common/conn.h"
+#include "common/stanza.h"
+#include "common/strmap.h"
+#include "common/xml_stream.h"
+
+#define NS_DIALBACK "jabber:server:dialback"
+#define NS_DIALBACK_FEATURE "urn:xmpp:features:dialback"
+#define S2S_DEFAULT_PORT 5269
+#define JID_DOMAIN_BUF (JID_PART_MAX + 1)
+
+typedef struct s2s s2s;
+typedef struct route route;
+typedef struct out_conn out_conn;
+typedef struct in_conn in_conn;
+typedef struct verify_req verify_req;
+typedef struct resolver resolver;
+typedef struct resolve_req resolve_req;
+
+/* ---- configuration ---- */
+
+typedef struct host_map_entry {
+    char *name;         /* remote domain */
+    char *address;      /* IP literal */
+    int port;
+    int direct_tls;     /* XEP-0368: TLS from the first byte */
+} host_map_entry;
+
+typedef struct s2s_limits {
+    size_t queue_max;             /* stanzas waiting per domain pair (default 1000) */
+    uint64_t connect_timeout_ms;  /* from first stanza to an authorised pair (default 30 s) */
+    uint64_t idle_timeout_ms;     /* close streams without traffic (default 10 min) */
+    size_t max_stanza_bytes;      /* largest element a peer may send (default 256 KiB) */
+    unsigned conns_per_domain;    /* incoming streams per remote domain (default 8) */
+    size_t rate_bytes;            /* bytes/s per incoming stream, 0 = unlimited (default 1 MiB) */
+    unsigned max_incoming;        /* incoming connections in all (default 10000) */
+    unsigned pairs_per_stream;    /* domain pairs on one incoming stream (default 1000) */
+} s2s_limits;
+
+/* ---- DNS (resolve.c) ---- */
+
+typedef struct s2s_target {
+    struct sockaddr_storage addr;
+    int direct_tls;
+} s2s_target;
+
+/* targets: in the order to try; n 0 with an error condition
+ * ("remote-server-not-found") when the domain cannot be reached. */
+typedef void (*resolve_cb)(void *ud, const s2s_target *targets, size_t n, const char *why);
+
+resolver *resolver_new(s2s *s, const char *nameserver, int use_xmpps, char *err, size_t errlen);
+/* Starts a lookup. The callback may run before this returns (static map,
+ * IP literal), in which case NULL is returned. */
+resolve_req *resolver_lookup(resolver *r, const char *domain, resolve_cb cb, void *ud);
+/* The callback will not be called. */
+void resolver_cancel(resolve_req *rq);
+/* Cancels everything (callbacks are not called) and frees the resolver. */
+void resolver_free(resolver *r);
+/* "ip:port" or "[ip6]:port" of a target, for logs and for multiplexing. */
+void target_key(const s2s_target *t, char *out, size_t outlen);
+
+/* ---- queues (queue.c) ---- */
+
+typedef struct queued {
+    struct queued *next;
+    stanza *st;
+} queued;
+
+typedef struct stanza_queue {
+    queued *head, *tail;
+    size_t count;
+} stanza_queue;
+
+void queue_push(stanza_queue *q, stanza *st);
+stanza *queue_pop(stanza_queue *q);
+/* Bounce every stanza with condition (to the router) and empty the queue. */
+void queue_bounce_all(s2s *s, stanza_queue *q, const char *condition, const char *text);
+/* Bounce one stanza (or drop it with a log line when it may not be bounced); frees st. */
+void s2s_bounce(s2s *s, stanza *st, const char *condition, const char *text);
+
+/* ---- domain pairs (route.c) ---- */
+
+typedef enum {
+    RT_IDLE = 0,      /* no connection */
+    RT_RESOLVING,     /* DNS */
+    RT_CONNECTING,    /* attached to an out_conn that is not ready yet */
+    RT_AUTH,          /* db:result sent, waiting for the answer */
+    RT_VALID,         /* we may send stanzas */
+} route_state;
+
+struct route {
+    s2s *s;
+    char *local, *remote;         /* in one allocation with the map key */
+    route_state state;
+    int want_auth;                /* stanzas to send: authenticate (not only verify) */
+    out_conn *oc;                 /* the stream carrying us, once attached */
+    route *oc_next;
+    resolve_req *rq;
+    s2s_target *targets;
+    size_t ntargets, next_target;
+    const char *fail_condition;   /* what to bounce with when all targets fail */
+    stanza_queue q;
+    verify_req *verifies;         /* db:verify to send once the stream is ready */
+    uv_timer_t *timer;            /* connect deadline */
+    char *mem;
+};
+
+/* The pair, created when missing. */
+route *route_get(s2s *s, const char *local, const char *remote);
+/* A stanza from the router for a remote domain: send, or queue and connect. */
+void route_send(route *rt, stanza *st);
+/* Ask for a db:verify to the authoritative server of rt->remote. */
+void route_add_verify(route *rt, verify_req *vr);
+/* Called by out.c. */
+void route_conn_ready(route *rt);          /* the stream is ready: send db:result/db:verify */
+void route_dialback_result(route *rt, const char *type, const char *condition);
+void route_conn_lost(route *rt, const char *condition);  /* the out_conn went away */
+/* Free the pairs that hold nothing (from the sweep timer). */
+void routes_reap(s2s *s);
+/* Free every route (shutdown); bounces what waits. */
+void routes_shutdown(s2s *s);
+
+/* ---- outgoing streams (out.c) ---- */
+
+typedef enum {
+    OC_CONNECTING = 0,
+    OC_HEADER,        /* our header sent, waiting for theirs */
+    OC_FEATURES,      /* waiting for stream features */
+    OC_STARTTLS,      /* <starttls/> sent */
+    OC_TLS,           /* TLS handshake */
+    OC_READY,         /* dialback may be used */
+    OC_CLOSED,
+} oc_state;
+
+struct out_conn {
+    s2s *s;
+    conn *c;
+    xml_stream *xs;
+    out_conn *prev, *next;
+    char *local, *remote;         /* from/to of our stream header */
+    s2s_target target;
+    char addr[64];
+    oc_state state;
+    char *stream_id;              /* from the peer's latest header */
+    unsigned version1 : 1, db_errors : 1, tls : 1, tls_offered : 1;
+    const char *fail_condition;   /* why it closed, for the pairs waiting on it */
+    route *routes;
+    verify_req *sent;             /* db:verify sent, waiting for answers */
+    uint64_t last_used;
+    buf out;
+};
+
+/* Open a stream for rt to target (rt is attached to it). */
+out_conn *out_open(s2s *s, route *rt, const s2s_target *target);
+/* An existing stream to the same address that can take another domain pair. */
+out_conn *out_find_for_target(s2s *s, const s2s_target *target, const char *remote);
+void out_attach(out_conn *oc, route *rt);
+void out_detach(out_conn *oc, route *rt);
+void out_send_result(out_conn *oc, route *rt);
+void out_send_verify(out_conn *oc, verify_req *vr);
+/* Write a stanza for a valid pair. */
+void out_write_stanza(out_conn *oc, stanza *st);
+void out_close(out_conn *oc, const char *why);
+void out_close_all(s2s *s);
+void out_sweep_idle(s2s *s, uint64_t now);
+
+/* ---- incoming streams (in.c, listener.c) ---- */
+
+struct in_conn {
+    s2s *s;
+    conn *c;
+    xml_stream *xs;
+    in_conn *prev, *next;
+    char id[17];
+    char *from, *to;              /* of the peer's header */
+    char *counted;                /* remote domain counted against conns_per_domain */
+    unsigned header : 1, version1 : 1, tls : 1, starting_tls : 1, closing : 1, db_errors : 1;
+    char **pairs;                 /* authorised "remote local" */
+    size_t npairs, cappairs;
+    verify_req *verifies;         /* our db:verify requests on behalf of this stream */
+    size_t pending;
+    double tokens;                /* rate limit bucket */
+    uint64_t refill_at;
+    uv_timer_t *rate_timer;
+    buf out;
+};
+
+void in_accept(s2s *s, uv_stream_t *server, int direct_tls);
+/* The verification for a db:result we received finished. type: valid,
+ * invalid or error (with condition). */
+void in_dialback_done(in_conn *ic, const char *remote, const char *local, const char *type,
+                      const char *condition);
+void in_close_all(s2s *s);
+int listener_start(s2s *s, const char *address, int port);
+void listener_stop(s2s *s);
+
+/* ---- dialback (dialback.c) ---- */
+
+struct verify_req {
+    s2s *s;
+    in_conn *ic;                  /* NULL once that stream is gone */
+    verify_req *ic_next;
+    verify_req *next;             /* in route->verifies or oc->sent */
+    char *remote, *local, *id, *key;
+};
+
+verify_req *verify_new(in_conn *ic, const char *remote, const char *local, const char *id,
+                       const char *key);
+/* Report the outcome to the in_conn (if any) and free. */
+void verify_finish(verify_req *vr, const char *type, const char *condition);
+/* The in_conn is going away: its requests stay where they are but report nowhere. */
+void verify_detach_all(in_conn *ic);
+/* Elements. */
+void db_write_result_request(buf *out, const char *secret, const char *local, const char *remote,
+                             const char *stream_id);
+void db_write_answer(buf *out, const char *name, const char *from, const char *to, const char *id,
+                     const char *type, const char *condition);
+void db_write_verify_request(buf *out, const verify_req *vr);
+
+/* ---- stanzas between namespaces (stanza_io.c) ---- */
+
+/* Write el for a stream whose default namespace is target_ns (jabber:server
+ * or jabber:component:accept): original bytes where they mean the same
+ * there, stanza namespaces mapped otherwise. */
+void stanza_write_as(buf *out, xnode *el, const char *target_ns);
+/* The domain of a JID string, prepared, into out; -1 if malformed. */
+int jid_domain_of(const char *jidstr, char *out, size_t outlen);
+/* Stream headers. */
+void stream_header_write(buf *out, const char *from, const char *to, const char *id, int version1);
+
+/* ---- the process ---- */
+
+struct s2s {
+    uv_loop_t *loop;
+    component *comp;
+    char *secret;                 /* dialback secret (XEP-0185) */
+    char **hosts;
+    size_t nhosts;
+    host_map_entry *map;
+    size_t nmap;
+    SSL_CTX *server_ctx;          /* NULL: STARTTLS not offered */
+    SSL_CTX *client_ctx;
+    int tls_required, tls_verify;
+    s2s_limits lim;
+    resolver *res;
+    uv_tcp_t listener;
+    int listening;
+    strmap routes;                /* "local remote" -> route */
+    out_conn *outs;
+    in_conn *ins;
+    size_t nins;
+    strmap in_per_domain;         /* remote domain -> count (uintptr_t) */
+    uv_timer_t sweep;
+    int stopping;
+    size_t open_conns;            /* conns whose on_close is still owed */
+    void (*on_conns_closed)(s2s *s);
+    buf scratch;                  /* serialising for the router */
+    buf keybuf;                   /* route map keys */
+};
+
+int s2s_is_local(const s2s *s, const char *domain);
+const host_map_entry *s2s_map_find(const s2s *s, const char *domain);
+/* A connection closed: for the shutdown bookkeeping. */
+void s2s_conn_gone(s2s *s);
+
+/* router_link.c */
+int router_link_start(s2s *s, const char *name, const char *secret, const char *host, int port);
+/* A stanza from a remote server, to the router. Returns 0 or -1 (router down). */
+int router_link_deliver(s2s *s, xnode *el);
+/* Send an element we built (bounces). */
+int router_link_send(s2s *s, const xnode *el);
+int router_link_ready(const s2s *s);
+void router_link_stop(s2s *s, void (*done)(s2s *s));
+
+#endif
