@@ -319,6 +319,17 @@ static xs_action on_stream_open(void *ud, stanza *header)
     return rc->state == RC_CLOSING ? XS_PAUSE : XS_CONTINUE;
 }
 
+/* A message, presence or iq. Components send them in their stream's
+ * namespace; Switchboard's own processes may forward a client's or a
+ * server's stanza with its original namespace declared (xml_write adds
+ * xmlns='jabber:client'), and that is the same stanza. */
+static int is_stanza(const xnode *el)
+{
+    if (!el->ns || (strcmp(el->ns, NS_COMPONENT) && strcmp(el->ns, NS_CLIENT) && strcmp(el->ns, NS_SERVER)))
+        return 0;
+    return !strcmp(el->name, "message") || !strcmp(el->name, "presence") || !strcmp(el->name, "iq");
+}
+
 static xs_action on_element(void *ud, stanza *st)
 {
     rclient *rc = ud;
@@ -327,8 +338,7 @@ static xs_action on_element(void *ud, stanza *st)
         authenticate(rc, st);
     } else if (rc->state != RC_READY) {
         stanza_free(st);
-    } else if (el->ns && !strcmp(el->ns, NS_COMPONENT) &&
-               (!strcmp(el->name, "message") || !strcmp(el->name, "presence") || !strcmp(el->name, "iq"))) {
+    } else if (is_stanza(el)) {
         route_stanza(rc, st);
     } else if (el->ns && !strcmp(el->ns, NS_SB_ROUTER) && !strcmp(el->name, "route")) {
         route_envelope(rc, st);

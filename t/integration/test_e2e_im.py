@@ -4,7 +4,7 @@ register, add a contact, subscribe both ways, presence, messages, offline
 delivery, and all of it still there after the sm restarts."""
 import asyncio
 
-from xmppclient import Client, run
+from xmppclient import Client, register_account, run
 
 
 def is_type(ptype, frm=None):
@@ -21,9 +21,7 @@ def test_register_subscribe_both_ways_chat_and_offline(server):
     async def main():
         # In-band registration of both accounts (XEP-0077), then login.
         for jid in (alice_jid, bob_jid):
-            reg = Client(jid, "secret-" + jid, port, cafile=srv.cert, register=True)
-            await reg.start(presence=False)
-            await reg.stop()
+            await register_account(jid, "secret-" + jid, port)
         alice = await Client(alice_jid + "/home", "secret-" + alice_jid, port, cafile=srv.cert).start()
         bob = await Client(bob_jid + "/work", "secret-" + bob_jid, port, cafile=srv.cert).start()
 
@@ -35,7 +33,7 @@ def test_register_subscribe_both_ways_chat_and_offline(server):
         # Alice asks to subscribe (§3.1.1): her push shows ask='subscribe'; Bob gets the request.
         alice.send_presence_subscription(pto=bob_jid, ptype="subscribe")
         item = await alice.next_push(bob_jid)
-        assert item["subscription"] == "none" and item["pending_out"]
+        assert item["subscription"] == "none" and item["ask"] == "subscribe"
         req = await bob.next_presence(is_type("subscribe", alice_jid))
         assert req["to"].bare == bob_jid
 
@@ -45,13 +43,15 @@ def test_register_subscribe_both_ways_chat_and_offline(server):
         item = await bob.next_push(alice_jid)
         assert item["subscription"] == "from"
         item = await alice.next_push(bob_jid)
-        assert item["subscription"] == "to" and not item["pending_out"]
+        assert item["subscription"] == "to" and not item["ask"]
         await alice.next_presence(is_type("subscribed", bob_jid))
         avail = await alice.next_presence(is_type("available", bob_jid))
         assert str(avail["from"]) == bob_jid + "/work"
 
         # And the other way: both end at 'both'.
         bob.send_presence_subscription(pto=alice_jid, ptype="subscribe")
+        item = await bob.next_push(alice_jid)
+        assert item["subscription"] == "from" and item["ask"] == "subscribe"
         await alice.next_presence(is_type("subscribe", bob_jid))
         alice.send_presence(pto=bob_jid, ptype="subscribed")
         assert (await alice.next_push(bob_jid))["subscription"] == "both"

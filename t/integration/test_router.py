@@ -411,3 +411,17 @@ def test_metrics_endpoint_counts_what_happens(router):
     assert after["switchboard_router_bounces_total"] - before.get("switchboard_router_bounces_total", 0) == 1
     assert after["switchboard_router_auth_failures_total"] >= 1
     assert after["switchboard_router_connections"] >= 2
+
+
+def test_stanzas_in_client_or_server_namespace_are_routed_too(router):
+    """A Switchboard process forwarding a client's stanza keeps its namespace."""
+    r = router(COMPONENTS)
+    a = connected(r.port, "a.example", SECRET)
+    b = connected(r.port, "b.example", SECRET)
+    a.send("<message xmlns='jabber:client' from='u@a.example' to='v@b.example' id='c1'><body>x</body></message>")
+    a.send("<iq xmlns='jabber:server' from='a.example' to='b.example' type='get' id='s1'/>")
+    got = b.next_stanza()
+    assert got.tag == "{jabber:client}message" and got.get("id") == "c1"
+    assert b.next_stanza().get("id") == "s1"
+    a.send("<message xmlns='urn:example:other' from='u@a.example' to='v@b.example'/>")
+    assert stream_error_condition(a.next_stanza()) == "unsupported-stanza-type"

@@ -8,13 +8,12 @@ import slixmpp
 
 
 class Client(slixmpp.ClientXMPP):
-    def __init__(self, jid, password, port, cafile=None, register=False, sasl_mech=None,
+    def __init__(self, jid, password, port, cafile=None, sasl_mech=None,
                  direct_tls=False):
         kw = {"sasl_mech": sasl_mech} if sasl_mech else {}
         super().__init__(jid, password, **kw)
         self.port = port
         self.direct_tls = direct_tls
-        self.do_register = register
         ctx = ssl.create_default_context(cafile=cafile) if cafile else ssl.create_default_context()
         if not cafile:
             ctx.check_hostname = False
@@ -24,26 +23,18 @@ class Client(slixmpp.ClientXMPP):
         self.presences = asyncio.Queue()
         self.roster_pushes = asyncio.Queue()
         self.session = asyncio.get_event_loop().create_future()
-        self.roster.auto_authorize = False
+        self.roster.auto_authorize = None   # None: neither accept nor refuse by itself
         self.roster.auto_subscribe = False
         for plugin in ("xep_0030", "xep_0199", "xep_0203", "xep_0077", "xep_0198"):
             self.register_plugin(plugin)
-        if not register:
-            self.plugin["xep_0077"].force_registration = False
+        # Registration goes through register_account (below), not slixmpp.
+        self.plugin["xep_0077"].create_account = False
         self["xep_0198"].allow_resume = False
         self.add_event_handler("session_start", self._on_session)
         self.add_event_handler("failed_auth", self._on_failed)
-        self.add_event_handler("register", self._on_register)
         self.add_event_handler("message", lambda m: self.messages.put_nowait(m))
         self.add_event_handler("presence", lambda p: self.presences.put_nowait(p))
         self.add_event_handler("roster_update", lambda iq: self.roster_pushes.put_nowait(iq))
-
-    async def _on_register(self, _):
-        resp = self.Iq()
-        resp["type"] = "set"
-        resp["register"]["username"] = self.boundjid.user
-        resp["register"]["password"] = self.password
-        await resp.send()
 
     def _on_session(self, _):
         if not self.session.done():
@@ -54,10 +45,13 @@ class Client(slixmpp.ClientXMPP):
             self.session.set_exception(AssertionError(f"authentication failed for {self.boundjid}"))
 
     async def start(self, presence=True, timeout=20):
-        if self.do_register:
-            self.plugin["xep_0077"].force_registration = True
         self.connect(address=("127.0.0.1", self.port), use_ssl=self.direct_tls, force_starttls=not self.direct_tls)
         await asyncio.wait_for(self.session, timeout)
+        # As real clients do: fetch the roster (this makes the resource
+        # "interested" in roster pushes, RFC 6121 §2.1.6), then go online.
+        await self.get_roster(timeout=timeout)
+        while not self.roster_pushes.empty():
+            self.roster_pushes.get_nowait()   # the answer to our own get
         if presence:
             self.send_presence()
         return self
@@ -106,3 +100,22 @@ def run(coro, timeout=120):
     finally:
         loop.run_until_complete(asyncio.sleep(0.1))
         loop.close()
+
+
+async def register_account(jid, password, port, timeout=20):
+    """In-band registration (XEP-0077) with aioxmpp, a real client library.
+    (slixmpp 1.8.3 holds iqs back until a session exists, so it cannot
+    register before authenticating.)"""
+    import aioxmpp
+    import aioxmpp.connector
+    import aioxmpp.ibr
+    import aioxmpp.node
+    address = aioxmpp.JID.fromstr(jid)
+    metadata = aioxmpp.make_security_layer(None, no_verify=True)
+    transport, stream, _features = await asyncio.wait_for(aioxmpp.node.connect_xmlstream(
+        address, metadata, override_peer=[("127.0.0.1", port, aioxmpp.connector.STARTTLSConnector())]), timeout)
+    try:
+        await aioxmpp.ibr.register(stream, aioxmpp.ibr.Query(address.localpart, password), timeout=timeout)
+    finally:
+        stream.close()
+        transport.close()

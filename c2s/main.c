@@ -1,0 +1,300 @@
+/* switchboard-c2s: configuration, start and shutdown. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "c2s/c2s.h"
+#include "common/crypto.h"
+#include "common/jid.h"
+#include "common/log.h"
+#include "common/process.h"
+#include "common/scram.h"
+#include "common/tls.h"
+
+static const config_key c2s_keys[] = {
+    {"router", CFG_SECTION, 0, "the router this process joins"},
+    {"router/host", CFG_STRING, 0, "router address (default 127.0.0.1)"},
+    {"router/port", CFG_INT, 0, "router port (default 5347)"},
+    {"router/name", CFG_STRING, 0, "component name of this c2s, unique per process (default c2s-1; --name overrides)"},
+    {"router/secret", CFG_SECRET, CFG_REQUIRED, "shared secret with the router (value, file:/path or env:NAME)"},
+    {"router/max-stanza-bytes", CFG_INT, 0, "largest element accepted from the router (default 1M)"},
+    {"log", CFG_SECTION, 0, "logging"},
+    {"log/level", CFG_STRING, 0, "error, warn, notice, info or debug (default notice)"},
+    {"log/syslog", CFG_FLAG, 0, "log to syslog instead of stderr"},
+    {"database", CFG_SECTION, 0, "PostgreSQL, for credentials and registration"},
+    {"database/conninfo", CFG_SECRET, 0, "libpq connection string (value, file:/path or env:NAME)"},
+    {"database/connections", CFG_INT, 0, "connections in the pool (default 2)"},
+    {"hosts", CFG_SECTION, 0, "hosted domains"},
+    {"hosts/host", CFG_STRING, CFG_MULTI, "a hosted domain"},
+    {"listen", CFG_SECTION, 0, "where clients connect"},
+    {"listen/address", CFG_STRING, 0, "address to listen on (default 0.0.0.0)"},
+    {"listen/port", CFG_INT, 0, "port for STARTTLS streams (default 5222)"},
+    {"listen/tls-port", CFG_INT, 0, "port for direct TLS, XEP-0368 (default 5223; 0 = off)"},
+    {"listen/reuseport", CFG_FLAG, 0, "share the ports with other c2s processes (SO_REUSEPORT)"},
+    {"listen/proxy-protocol", CFG_FLAG, 0, "connections start with a PROXY protocol v2 header (behind a balancer)"},
+    {"tls", CFG_SECTION, 0, "TLS"},
+    {"tls/cert", CFG_FILE, 0, "certificate chain (PEM)"},
+    {"tls/key", CFG_FILE, 0, "private key (PEM)"},
+    {"tls/required", CFG_BOOL, 0, "STARTTLS before authentication (default true)"},
+    {"auth", CFG_SECTION, 0, "authentication"},
+    {"auth/plain-without-tls", CFG_BOOL, 0, "allow PLAIN and plaintext iq:auth on unencrypted streams (default false)"},
+    {"auth/store-plaintext", CFG_BOOL, 0, "keep plaintext passwords for legacy digest auth (default false)"},
+    {"auth/channel-binding", CFG_BOOL, 0, "offer SCRAM-*-PLUS with tls-exporter over TLS 1.3 (default false)"},
+    {"auth/scram-iterations", CFG_INT, 0, "PBKDF2 iterations for new SCRAM secrets (default 4096)"},
+    {"register", CFG_SECTION, 0, "in-band registration (XEP-0077)"},
+    {"register/enabled", CFG_BOOL, 0, "allow creating accounts in-band (default false)"},
+    {"register/per-ip-per-minute", CFG_INT, 0, "accounts one address may create per minute (default 3; 0 = no cap)"},
+    {"limits", CFG_SECTION, 0, "limits"},
+    {"limits/max-stanza-bytes", CFG_INT, 0, "largest element a client may send (default 64k)"},
+    {"limits/connections-per-ip", CFG_INT, 0, "connections from one address (default 32; 0 = no cap)"},
+    {"limits/max-connections", CFG_INT, 0, "connections in all (default 0 = no cap)"},
+    {"limits/unauthenticated-timeout", CFG_INT, 0, "seconds to authenticate and bind (default 60)"},
+    {"limits/idle-timeout", CFG_INT, 0, "seconds without traffic before the stream is closed (default 600)"},
+    {"limits/keepalive-interval", CFG_INT, 0, "seconds of silence before a whitespace keepalive (default 60; 0 = off)"},
+    {"limits/rate-bytes", CFG_INT, 0, "bytes per second a client may send, sustained (default 10k; 0 = no limit)"},
+    {"limits/rate-burst", CFG_INT, 0, "bytes a client may send in a burst (default 100k)"},
+    {"limits/rate-disconnect-after", CFG_INT, 0, "seconds over the rate before disconnecting (default 30)"},
+    {"limits/auth-failures-per-ip", CFG_INT, 0, "failed logins per address per window (default 10)"},
+    {"limits/auth-failures-per-account", CFG_INT, 0, "failed logins per account per window (default 5)"},
+    {"limits/auth-failure-window", CFG_INT, 0, "seconds the failed-login counts cover (default 300)"},
+    {"limits/auth-retries", CFG_INT, 0, "SASL failures on one stream before it is closed (default 3)"},
+    {"limits/write-queue-high", CFG_INT, 0, "bytes queued to a slow client before it counts as congested (default 256k)"},
+    {"limits/write-queue-max", CFG_INT, 0, "bytes queued to a client that does not read before it is cut off (default 4m)"},
+    {"limits/session-start-timeout", CFG_INT, 0, "seconds to wait for the sm to start a session (default 30)"},
+    {"sm", CFG_SECTION, 0, "stream management (XEP-0198)"},
+    {"sm/resume-timeout", CFG_INT, 0, "seconds a dropped session may be resumed (default 300; 0 = no resumption)"},
+    {"sm/max-unacked", CFG_INT, 0, "stanzas sent and not acknowledged before the stream is closed (default 1000)"},
+    {NULL, 0, 0, NULL},
+};
+
+int c2s_host_index(const c2s *srv, const char *domain)
+{
+    for (size_t i = 0; i < srv->nhosts; i++)
+        if (!strcmp(srv->hosts[i], domain)) return (int)i;
+    return -1;
+}
+
+static int load_hosts(c2s *srv)
+{
+    for (const xnode *n = config_first(srv->cfg, "hosts/host"); n; n = config_next(n)) srv->nhosts++;
+    if (!srv->nhosts) {
+        fprintf(stderr, "switchboard-c2s: %s: no hosts/host: at least one hosted domain is needed\n",
+                config_path(srv->cfg));
+        return -1;
+    }
+    srv->hosts = calloc(srv->nhosts, sizeof *srv->hosts);
+    srv->host_online = calloc(srv->nhosts, 1);
+    if (!srv->hosts || !srv->host_online) abort();
+    size_t i = 0;
+    for (const xnode *n = config_first(srv->cfg, "hosts/host"); n; n = config_next(n), i++) {
+        const char *v = config_node_str(n, "", "");
+        char d[JID_PART_MAX + 1];
+        if (jid_nameprep(v, d, sizeof d) <= 0) {
+            fprintf(stderr, "switchboard-c2s: %s:%u: hosts/host: '%s' is not a valid domain\n",
+                    config_path(srv->cfg), n->line, v);
+            return -1;
+        }
+        srv->hosts[i] = strdup(d);
+        if (!srv->hosts[i]) abort();
+    }
+    return 0;
+}
+
+static void load_limits(c2s *srv)
+{
+    const config *cfg = srv->cfg;
+    c2s_limits *l = &srv->lim;
+    l->max_stanza_bytes = (size_t)config_int(cfg, "limits/max-stanza-bytes", 64 * 1024);
+    l->connections_per_ip = (unsigned)config_int(cfg, "limits/connections-per-ip", 32);
+    l->max_connections = (unsigned)config_int(cfg, "limits/max-connections", 0);
+    l->unauth_timeout_ms = (uint64_t)config_int(cfg, "limits/unauthenticated-timeout", 60) * 1000;
+    l->idle_timeout_ms = (uint64_t)config_int(cfg, "limits/idle-timeout", 600) * 1000;
+    l->keepalive_ms = (uint64_t)config_int(cfg, "limits/keepalive-interval", 60) * 1000;
+    l->rate_bytes = (uint64_t)config_int(cfg, "limits/rate-bytes", 10 * 1024);
+    l->rate_burst = (uint64_t)config_int(cfg, "limits/rate-burst", 100 * 1024);
+    if (l->rate_burst < l->rate_bytes) l->rate_burst = l->rate_bytes;
+    l->rate_max_throttled_ms = (uint64_t)config_int(cfg, "limits/rate-disconnect-after", 30) * 1000;
+    l->auth_failures_per_ip = (unsigned)config_int(cfg, "limits/auth-failures-per-ip", 10);
+    l->auth_failures_per_account = (unsigned)config_int(cfg, "limits/auth-failures-per-account", 5);
+    l->auth_failure_window_ms = (uint64_t)config_int(cfg, "limits/auth-failure-window", 300) * 1000;
+    l->auth_retries = (unsigned)config_int(cfg, "limits/auth-retries", 3);
+    if (l->auth_retries > 10) l->auth_retries = 10;
+    l->write_high_water = (size_t)config_int(cfg, "limits/write-queue-high", 256 * 1024);
+    l->write_max = (size_t)config_int(cfg, "limits/write-queue-max", 4 * 1024 * 1024);
+    l->session_start_timeout_ms = (uint64_t)config_int(cfg, "limits/session-start-timeout", 30) * 1000;
+    srv->resume_timeout_ms = (uint64_t)config_int(cfg, "sm/resume-timeout", 300) * 1000;
+    srv->max_unacked = (unsigned)config_int(cfg, "sm/max-unacked", 1000);
+}
+
+static void on_loop_iteration_done(uv_check_t *h)
+{
+    c2s *srv = h->data;
+    if (srv->nack_due) sm_flush_ack_requests(srv);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    c2s *srv = t->data;
+    c2s_tick(srv, uv_now(srv->loop));
+}
+
+static void link_stopped(c2s *srv)
+{
+    log_notice("c2s %s: stopped", srv->name);
+    uv_stop(srv->loop);
+}
+
+static void clients_gone(c2s *srv)
+{
+    log_notice("c2s %s: every client is gone; leaving the router", srv->name);
+    session_link_stop(srv, link_stopped);
+}
+
+static void on_stop_signal(void *ud)
+{
+    c2s *srv = ud;
+    if (srv->stopping) {
+        log_warn("c2s %s: second stop signal: exiting now", srv->name);
+        uv_stop(srv->loop);
+        return;
+    }
+    srv->stopping = 1;
+    log_notice("c2s %s: stopping: closing %zu client connections", srv->name, srv->nclients);
+    listener_stop(srv);
+    uv_timer_stop(&srv->tick);
+    srv->on_stopped = clients_gone;
+    c2s_stop_clients(srv);
+    if (!srv->clients && srv->on_stopped) {
+        srv->on_stopped = NULL;
+        clients_gone(srv);
+    }
+}
+
+static void free_maps(c2s *srv)
+{
+    size_t pos = 0;
+    const char *key;
+    void *val;
+    while (strmap_next(&srv->ips, &pos, &key, &val)) free(val);
+    strmap_free(&srv->ips);
+    pos = 0;
+    while (strmap_next(&srv->account_failures, &pos, &key, &val)) free(val);
+    strmap_free(&srv->account_failures);
+    strmap_free(&srv->clients_by_id);
+    free(srv->ack_due);
+    strmap_free(&srv->resumable);
+}
+
+int main(int argc, char **argv)
+{
+    process_opts opts;
+    process_parse_args(argc, argv, "c2s", &opts);
+    log_open("c2s", opts.debug ? LOG_LVL_DEBUG : LOG_LVL_NOTICE, 0);
+
+    char err[512];
+    config *cfg = config_load(opts.config_path, "c2s", c2s_keys, err, sizeof err);
+    if (!cfg) {
+        fprintf(stderr, "switchboard-c2s: %s\n", err);
+        return 2;
+    }
+    c2s srv;
+    memset(&srv, 0, sizeof srv);
+    srv.cfg = cfg;
+    srv.name = opts.name ? opts.name : config_str(cfg, "router/name", "c2s-1");
+    int rc = 0;
+    const char *level = config_str(cfg, "log/level", "notice");
+    int lvl = log_level_parse(level);
+    if (lvl < 0) {
+        fprintf(stderr, "switchboard-c2s: %s: log/level: unknown level '%s'\n", opts.config_path, level);
+        rc = 2;
+        goto out_cfg;
+    }
+    if (load_hosts(&srv) < 0) {
+        rc = 2;
+        goto out_cfg;
+    }
+    const char *cert = config_str(cfg, "tls/cert", NULL);
+    const char *key = config_str(cfg, "tls/key", NULL);
+    srv.tls_required = config_bool(cfg, "tls/required", 1);
+    int tls_port = (int)config_int(cfg, "listen/tls-port", 5223);
+    if ((cert == NULL) != (key == NULL)) {
+        fprintf(stderr, "switchboard-c2s: %s: tls/cert and tls/key go together\n", opts.config_path);
+        rc = 2;
+        goto out_cfg;
+    }
+    if (!cert && (srv.tls_required || tls_port > 0)) {
+        fprintf(stderr, "switchboard-c2s: %s: tls/cert and tls/key are needed (tls/required is on or "
+                        "listen/tls-port is set); create them with switchboardctl tls-selfsigned\n", opts.config_path);
+        rc = 2;
+        goto out_cfg;
+    }
+    if (cert) {
+        srv.tls_ctx = tls_server_ctx(cert, key, err, sizeof err);
+        if (!srv.tls_ctx) {
+            fprintf(stderr, "switchboard-c2s: %s: %s\n", opts.config_path, err);
+            rc = 2;
+            goto out_cfg;
+        }
+    }
+    if (opts.check_only) {
+        printf("%s: ok\n", opts.config_path);
+        goto out_cfg;
+    }
+    log_open("c2s", opts.debug ? LOG_LVL_DEBUG : (log_level)lvl, config_bool(cfg, "log/syslog", 0));
+
+    srv.plain_without_tls = config_bool(cfg, "auth/plain-without-tls", 0);
+    srv.store_plaintext = config_bool(cfg, "auth/store-plaintext", 0);
+    srv.channel_binding = config_bool(cfg, "auth/channel-binding", 0);
+    srv.scram_iterations = (unsigned)config_int(cfg, "auth/scram-iterations", SCRAM_DEFAULT_ITERATIONS);
+    if (srv.scram_iterations < 1) srv.scram_iterations = SCRAM_DEFAULT_ITERATIONS;
+    srv.register_enabled = config_bool(cfg, "register/enabled", 0);
+    srv.register_per_ip_per_minute = (unsigned)config_int(cfg, "register/per-ip-per-minute", 3);
+    srv.proxy_protocol = config_bool(cfg, "listen/proxy-protocol", 0);
+    load_limits(&srv);
+    random_bytes(srv.fake_salt_key, sizeof srv.fake_salt_key);
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    srv.loop = &loop;
+    uv_timer_init(&loop, &srv.tick);
+    srv.tick.data = &srv;
+    uv_timer_init(&loop, &srv.throttle_timer);
+    srv.throttle_timer.data = &srv;
+    uv_check_init(&loop, &srv.ack_check);
+    srv.ack_check.data = &srv;
+    uv_check_start(&srv.ack_check, on_loop_iteration_done);
+    uv_unref((uv_handle_t *)&srv.ack_check);
+
+    if (accounts_open(&srv) < 0 || session_link_start(&srv) < 0 ||
+        listener_start(&srv, config_str(cfg, "listen/address", "0.0.0.0"), (int)config_int(cfg, "listen/port", 5222),
+                       tls_port, config_bool(cfg, "listen/reuseport", 0)) < 0) {
+        rc = 1;
+    } else {
+        log_notice("c2s %s: serving %zu domain%s, TLS %s, registration %s", srv.name, srv.nhosts,
+                   srv.nhosts == 1 ? "" : "s", srv.tls_required ? "required" : "optional",
+                   srv.register_enabled ? "open" : "closed");
+        uv_timer_start(&srv.tick, on_tick, 1000, 1000);
+        process_signals_start(&loop, on_stop_signal, NULL, &srv);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        process_signals_stop();
+    }
+    /* Whatever is left (a second signal, a failed start). */
+    srv.stopping = 1;
+    srv.on_stopped = NULL;
+    while (srv.clients) client_free(srv.clients);
+    listener_stop(&srv);
+    if (srv.comp) component_free(srv.comp);
+    accounts_close(&srv);
+    process_loop_close(&loop);
+    free_maps(&srv);
+    buf_free(&srv.out);
+
+out_cfg:
+    if (srv.tls_ctx) SSL_CTX_free(srv.tls_ctx);
+    for (size_t i = 0; i < srv.nhosts; i++) free(srv.hosts ? srv.hosts[i] : NULL);
+    free(srv.hosts);
+    free(srv.host_online);
+    config_free(cfg);
+    log_close();
+    return rc;
+}

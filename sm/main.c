@@ -1,0 +1,214 @@
+/* switchboard-sm: configuration, start and shutdown of the session manager. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/component.h"
+#include "common/config.h"
+#include "common/crypto.h"
+#include "common/jid.h"
+#include "common/log.h"
+#include "common/process.h"
+#include "sm/module.h"
+#include "sm/sm.h"
+#include "storage/storage.h"
+
+static const config_key sm_keys[] = {
+    {"router", CFG_SECTION, 0, "how to reach the router"},
+    {"router/host", CFG_STRING, 0, "router address (default 127.0.0.1)"},
+    {"router/port", CFG_INT, 0, "router port (default 5347)"},
+    {"router/name", CFG_STRING, 0, "our component name (default sm; --name overrides)"},
+    {"router/secret", CFG_SECRET, CFG_REQUIRED, "shared secret with the router (value, file:/path or env:NAME)"},
+    {"log", CFG_SECTION, 0, "logging"},
+    {"log/level", CFG_STRING, 0, "error, warn, notice, info or debug (default notice)"},
+    {"log/syslog", CFG_FLAG, 0, "log to syslog instead of stderr"},
+    {"database", CFG_SECTION, 0, "PostgreSQL"},
+    {"database/conninfo", CFG_SECRET, CFG_REQUIRED, "libpq connection string (value, file:/path or env:NAME)"},
+    {"database/connections", CFG_INT, 0, "connections in the pool (default 2)"},
+    {"database/query-timeout", CFG_INT, 0, "seconds before a query counts as failed (default 10)"},
+    {"database/migrate-on-start", CFG_FLAG, 0, "apply the SQL migrations before starting"},
+    {"database/migrations", CFG_STRING, 0, "directory of the SQL migrations (default: installed or source tree)"},
+    {"hosts", CFG_SECTION, CFG_REQUIRED, "hosted domains"},
+    {"hosts/host", CFG_STRING, CFG_MULTI | CFG_REQUIRED, "a hosted domain (repeat for virtual hosts)"},
+    {"limits", CFG_SECTION, 0, "limits"},
+    {"limits/max-roster-items", CFG_INT, 0, "items in one roster (default 1000)"},
+    {"limits/offline-quota", CFG_INT, 0, "offline messages kept per user (default 1000)"},
+    {"limits/max-sessions-per-user", CFG_INT, 0, "simultaneous sessions of one user (default 10)"},
+    {"limits/max-queue-per-user", CFG_INT, 0, "stanzas waiting for one user (default 1000)"},
+    {"limits/max-item-name-bytes", CFG_INT, 0, "bytes of a roster item's name (default 1023)"},
+    {"limits/max-groups-per-item", CFG_INT, 0, "groups of one roster item (default 64)"},
+    {"limits/max-group-name-bytes", CFG_INT, 0, "bytes of a group name (default 1023)"},
+    {NULL, 0, 0, NULL},
+};
+
+typedef struct app {
+    uv_loop_t loop;
+    sm sm;
+    component *comp;
+    storage *db;
+    int stopping;
+} app;
+
+static void on_component_stopped(component *c, void *ud)
+{
+    (void)c;
+    app *a = ud;
+    uv_stop(&a->loop);
+}
+
+static void on_stop_signal(void *ud)
+{
+    app *a = ud;
+    if (a->stopping) {
+        log_warn("second stop signal: exiting now");
+        uv_stop(&a->loop);
+        return;
+    }
+    a->stopping = 1;
+    log_notice("stopping: ending %zu sessions", strmap_count(&a->sm.sessions));
+    sm_shutdown(&a->sm);
+    /* Requests in flight complete now (with STORAGE_UNAVAILABLE). */
+    storage_free(a->db);
+    a->db = NULL;
+    a->sm.db = NULL;
+    component_stop(a->comp, on_component_stopped);
+}
+
+static unsigned limit(const config *cfg, const char *path, long long def, long long max)
+{
+    long long v = config_int(cfg, path, def);
+    if (v < 0) v = 0;
+    if (v > max) v = max;
+    return (unsigned)v;
+}
+
+int main(int argc, char **argv)
+{
+    process_opts opts;
+    process_parse_args(argc, argv, "sm", &opts);
+    log_open("sm", opts.debug ? LOG_LVL_DEBUG : LOG_LVL_NOTICE, 0);
+
+    char err[512];
+    config *cfg = config_load(opts.config_path, "sm", sm_keys, err, sizeof err);
+    if (!cfg) {
+        fprintf(stderr, "switchboard-sm: %s\n", err);
+        return 2;
+    }
+    if (opts.check_only) {
+        printf("%s: ok\n", opts.config_path);
+        config_free(cfg);
+        return 0;
+    }
+    const char *level = config_str(cfg, "log/level", "notice");
+    int lvl = log_level_parse(level);
+    if (lvl < 0) {
+        fprintf(stderr, "switchboard-sm: %s: log/level: unknown level '%s'\n", opts.config_path, level);
+        config_free(cfg);
+        return 2;
+    }
+    const char *name = opts.name ? opts.name : config_str(cfg, "router/name", "sm");
+    log_open(name, opts.debug ? LOG_LVL_DEBUG : (log_level)lvl, config_bool(cfg, "log/syslog", 0));
+
+    char *conninfo = config_secret(cfg, "database/conninfo");
+    char *secret = config_secret(cfg, "router/secret");
+    int rc = 0;
+    if (!conninfo || !secret) {
+        fprintf(stderr, "switchboard-sm: %s: database/conninfo and router/secret are required\n", opts.config_path);
+        rc = 2;
+        goto out_cfg;
+    }
+    if (config_bool(cfg, "database/migrate-on-start", 0)) {
+        if (storage_migrate_sync(conninfo, config_str(cfg, "database/migrations", NULL), err, sizeof err) < 0) {
+            log_error("migrations failed: %s", err);
+            rc = 1;
+            goto out_cfg;
+        }
+        log_notice("database schema up to date");
+    }
+
+    app a;
+    memset(&a, 0, sizeof a);
+    uv_loop_init(&a.loop);
+
+    /* Hosted domains. */
+    size_t nhosts = 0;
+    for (const xnode *n = config_first(cfg, "hosts/host"); n; n = config_next(n)) nhosts++;
+    a.sm.hosts = calloc(nhosts ? nhosts : 1, sizeof *a.sm.hosts);
+    if (!a.sm.hosts) abort();
+    for (const xnode *n = config_first(cfg, "hosts/host"); n; n = config_next(n)) {
+        char *d = jid_normalize(xnode_text(n));
+        if (!d || strchr(d, '@') || strchr(d, '/')) {
+            log_error("%s: hosts/host '%s' is not a domain", opts.config_path, xnode_text(n));
+            free(d);
+            rc = 2;
+            goto out_hosts;
+        }
+        a.sm.hosts[a.sm.nhosts++] = d;
+    }
+    a.sm.limits.max_roster_items = limit(cfg, "limits/max-roster-items", 1000, 1000000);
+    a.sm.limits.offline_quota = limit(cfg, "limits/offline-quota", 1000, 1000000);
+    a.sm.limits.max_sessions = limit(cfg, "limits/max-sessions-per-user", 10, 100000);
+    a.sm.limits.max_queue = limit(cfg, "limits/max-queue-per-user", 1000, 1000000);
+    a.sm.limits.max_item_name_bytes = limit(cfg, "limits/max-item-name-bytes", 1023, 65536);
+    a.sm.limits.max_groups = limit(cfg, "limits/max-groups-per-item", 64, 10000);
+    a.sm.limits.max_group_bytes = limit(cfg, "limits/max-group-name-bytes", 1023, 65536);
+
+    storage_config scfg;
+    memset(&scfg, 0, sizeof scfg);
+    scfg.conninfo = conninfo;
+    scfg.connections = limit(cfg, "database/connections", 2, 64);
+    scfg.query_timeout_ms = limit(cfg, "database/query-timeout", 10, 3600) * 1000u;
+    scfg.migrations_dir = config_str(cfg, "database/migrations", NULL);
+    a.db = storage_new(&a.loop, &scfg);
+    a.sm.db = a.db;
+    if (!a.db) {
+        log_error("cannot set up the database pool");
+        rc = 1;
+        goto out_hosts;
+    }
+    if (sm_init(&a.sm, &a.loop) < 0) {
+        rc = 1;
+        storage_free(a.db);
+        goto out_loop;
+    }
+
+    component_config ccfg;
+    memset(&ccfg, 0, sizeof ccfg);
+    ccfg.name = name;
+    ccfg.secret = secret;
+    ccfg.router_host = config_str(cfg, "router/host", "127.0.0.1");
+    ccfg.router_port = (int)config_int(cfg, "router/port", 5347);
+    a.comp = component_new(&a.loop, &ccfg, &sm_component_handler, &a.sm);
+    sm_set_component(&a.sm, a.comp);
+    for (size_t i = 0; i < a.sm.nhosts; i++) component_bind(a.comp, a.sm.hosts[i], 0);
+    component_start(a.comp);
+    log_notice("sm %s starting: %zu hosted domains, %zu modules", name, a.sm.nhosts, a.sm.nmodules);
+
+    process_signals_start(&a.loop, on_stop_signal, NULL, &a);
+    uv_run(&a.loop, UV_RUN_DEFAULT);
+    process_signals_stop();
+    if (!a.stopping) {
+        sm_shutdown(&a.sm);
+        storage_free(a.db);
+    }
+    component_free(a.comp);
+    sm_free(&a.sm);
+    log_notice("sm stopped");
+out_loop:
+    process_loop_close(&a.loop);
+out_hosts:
+    for (size_t i = 0; i < a.sm.nhosts; i++) free(a.sm.hosts[i]);
+    free(a.sm.hosts);
+out_cfg:
+    if (secret) {
+        crypto_wipe(secret, strlen(secret));
+        free(secret);
+    }
+    if (conninfo) {
+        crypto_wipe(conninfo, strlen(conninfo));
+        free(conninfo);
+    }
+    config_free(cfg);
+    log_close();
+    return rc;
+}

@@ -1,0 +1,17 @@
+/* The module table: every feature of the sm, in the order its hooks run.
+ * presence and message consume their stanzas in the in/out hooks, so
+ * modules that need to see stanzas first (privacy lists, carbons, ...)
+ * go before them. */
+#include "sm/module.h"
+
+extern const sm_module mod_roster, mod_presence, mod_message, mod_offline, mod_disco;
+
+const sm_module *const sm_modules[] = {
+    &mod_roster,
+    &mod_disco,
+    &mod_presence,
+    &mod_offline,
+    &mod_message,
+};
+
+const size_t sm_nmodules = sizeof sm_modules / sizeof sm_modules[0];

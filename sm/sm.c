@@ -1,0 +1,1023 @@
+/* The sm core: the router connection, session control (docs/sessions.md),
+ * users and their queues, and routing (RFC 6121 §8). See sm.h. */
+#include "sm/sm.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/jid.h"
+#include "common/log.h"
+#include "common/stanza_error.h"
+#include "common/xml_stream.h"
+#include "common/xml_write.h"
+#include "sm/module.h"
+#include "storage/accounts.h"
+
+typedef enum { W_START = 0, W_END, W_OUT, W_IN, W_REMOVED } work_kind;
+
+struct sm_work {
+    sm_work *next;
+    work_kind kind;
+    stanza *st;             /* W_OUT, W_IN */
+    uint64_t sess_id;       /* W_END, W_OUT: the session; W_IN: a session to skip (0: none) */
+    int returned;           /* W_IN: handed back by c2s */
+    char *c2s, *c2s_id, *full;  /* W_START */
+    const char *reason;     /* W_END: reason to tell c2s (NULL: c2s ended it) */
+};
+
+static void user_run(sm_user *u);
+static void process_in(sm_user *u, stanza *st, int returned, sm_session *skip);
+
+time_t sm_now(void) { return time(NULL); }
+
+static void *xcalloc(size_t n, size_t sz)
+{
+    void *p = calloc(n ? n : 1, sz);
+    if (!p) abort();
+    return p;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s ? s : "");
+    if (!p) abort();
+    return p;
+}
+
+/* ---- helpers ---- */
+
+int sm_is_local(const sm *s, const char *domain)
+{
+    if (!domain) return 0;
+    for (size_t i = 0; i < s->nhosts; i++)
+        if (!strcmp(s->hosts[i], domain)) return 1;
+    return 0;
+}
+
+const char *sm_new_id(sm *s)
+{
+    static char id[32];
+    snprintf(id, sizeof id, "sm%" PRIu64, ++s->next_id);
+    return id;
+}
+
+void sm_stanza_set_ns(xnode *el, const char *from_ns, const char *to_ns)
+{
+    if (!el || el->type != XNODE_ELEMENT) return;
+    if (el->ns && !strcmp(el->ns, from_ns)) el->ns = to_ns;
+    for (xnode *c = el->children; c; c = c->next) sm_stanza_set_ns(c, from_ns, to_ns);
+    if (el->doc) stanza_touch(el->doc);
+}
+
+stanza *sm_parse(const char *data, size_t len)
+{
+    xml_limits lim;
+    xml_limits_default(&lim);
+    lim.max_stanza_bytes = len + 1024;
+    lim.max_depth = 64;
+    xml_err err;
+    char text[128];
+    return xml_parse_document(data, len, &lim, &err, text, sizeof text);
+}
+
+static int is_stanza(const xnode *el)
+{
+    return el && el->type == XNODE_ELEMENT &&
+           (!strcmp(el->name, "message") || !strcmp(el->name, "presence") || !strcmp(el->name, "iq"));
+}
+
+stanza *sm_iq_result(const xnode *iq)
+{
+    stanza *r = stanza_new("iq", NS_CLIENT);
+    xnode_set_attr(r->root, "type", "result");
+    const char *id = xnode_attr(iq, "id");
+    if (id) xnode_set_attr(r->root, "id", id);
+    const char *from = xnode_attr(iq, "from"), *to = xnode_attr(iq, "to");
+    if (from) xnode_set_attr(r->root, "to", from);
+    if (to) xnode_set_attr(r->root, "from", to);
+    return r;
+}
+
+/* ---- sending ---- */
+
+static void send_route(sm *s, const char *to, const char *from, const char *c2s_id, const char *sm_id,
+                       const char *inner_raw, const xnode *inner)
+{
+    buf o = BUF_INIT;
+    buf_append_str(&o, "<route xmlns='" NS_SB_ROUTER "' to='");
+    xml_escape_attr(&o, to, strlen(to));
+    buf_append_str(&o, "' from='");
+    xml_escape_attr(&o, from, strlen(from));
+    buf_append_str(&o, "' c2s-id='");
+    xml_escape_attr(&o, c2s_id, strlen(c2s_id));
+    buf_append_str(&o, "'");
+    if (sm_id) {
+        buf_append_str(&o, " sm-id='");
+        xml_escape_attr(&o, sm_id, strlen(sm_id));
+        buf_append_str(&o, "'");
+    }
+    buf_append_str(&o, ">");
+    if (inner_raw) buf_append_str(&o, inner_raw);
+    if (inner) xml_write(&o, inner, NS_SB_ROUTER);
+    buf_append_str(&o, "</route>");
+    if (component_send_raw(s->comp, o.data, o.len) < 0)
+        log_info("router not connected: dropped a route to %s (c2s-id %s)", to, c2s_id);
+    buf_free(&o);
+}
+
+static const char *session_domain(const sm_session *sess) { return sess->user->domain; }
+
+void sm_session_send(sm_session *sess, const xnode *el)
+{
+    send_route(sess->user->sm, sess->c2s, session_domain(sess), sess->c2s_id, sess->id_str, NULL, el);
+}
+
+static void send_control(sm *s, const char *c2s, const char *domain, const char *c2s_id, const char *sm_id,
+                         const char *action, const char *jid, const char *attr, const char *value)
+{
+    buf in = BUF_INIT;
+    buf_append_str(&in, "<session xmlns='" NS_SB_SESSION "' action='");
+    buf_append_str(&in, action);
+    buf_append_str(&in, "'");
+    if (jid) {
+        buf_append_str(&in, " jid='");
+        xml_escape_attr(&in, jid, strlen(jid));
+        buf_append_str(&in, "'");
+    }
+    if (attr && value) {
+        buf_printf(&in, " %s='", attr);
+        xml_escape_attr(&in, value, strlen(value));
+        buf_append_str(&in, "'");
+    }
+    buf_append_str(&in, "/>");
+    send_route(s, c2s, domain, c2s_id, sm_id, buf_cstr(&in), NULL);
+    buf_free(&in);
+}
+
+void sm_session_end(sm_session *sess, const char *reason)
+{
+    send_control(sess->user->sm, sess->c2s, session_domain(sess), sess->c2s_id, sess->id_str, "end", NULL,
+                 "reason", reason);
+}
+
+void sm_bounce(sm *s, stanza *st, const char *condition, const char *type_override, const char *text)
+{
+    if (stanza_make_error(st, condition, text) < 0) {
+        stanza_free(st);
+        return;
+    }
+    if (type_override) {
+        xnode *err = xnode_child(st->root, "error", NULL);
+        if (err) xnode_set_attr(err, "type", type_override);
+    }
+    sm_route(s, st);
+}
+
+/* ---- modules ---- */
+
+static void mods_session_started(sm *s, sm_session *sess)
+{
+    for (size_t i = 0; i < s->nmodules; i++)
+        if (s->modules[i]->session_started) s->modules[i]->session_started(sess);
+}
+
+static void mods_session_ending(sm *s, sm_session *sess)
+{
+    for (size_t i = 0; i < s->nmodules; i++)
+        if (s->modules[i]->session_ending) s->modules[i]->session_ending(sess);
+}
+
+void sm_iq_reply(sm_iq *iq, stanza *result)
+{
+    if (!result) result = sm_iq_result(iq->st->root);
+    if (!iq->sm->stopping && iq->session) {
+        /* The user's queue is held while an iq of its own session is
+         * answered, so the session is still there. */
+        sm_session_send(iq->session, result->root);
+        stanza_free(result);
+    } else {
+        sm_route(iq->sm, result);
+    }
+    stanza_free(iq->st);
+    free(iq);
+}
+
+void sm_iq_error(sm_iq *iq, const char *condition, const char *type_override)
+{
+    stanza *st = iq->st;
+    iq->st = NULL;
+    if (stanza_make_error(st, condition, NULL) < 0) {
+        stanza_free(st);
+        free(iq);
+        return;
+    }
+    if (type_override) {
+        xnode *err = xnode_child(st->root, "error", NULL);
+        if (err) xnode_set_attr(err, "type", type_override);
+    }
+    if (!iq->sm->stopping && iq->session) {
+        sm_session_send(iq->session, st->root);
+        stanza_free(st);
+    } else {
+        sm_route(iq->sm, st);
+    }
+    free(iq);
+}
+
+/* An iq get/set for the server or an account: find the module serving the
+ * payload's namespace. Takes ownership of st. */
+static void dispatch_iq(sm *s, stanza *st, int target, sm_user *u, sm_session *sess)
+{
+    const char *type = sm_type(st->root);
+    if (!type || (strcmp(type, "get") && strcmp(type, "set"))) {
+        /* Results and errors for the server or a bare JID: nobody waits for them. */
+        stanza_free(st);
+        return;
+    }
+    xnode *payload = xnode_first_element(st->root);
+    if (!payload || xnode_next_element(payload)) {
+        sm_bounce(s, st, "bad-request", NULL, NULL);
+        return;
+    }
+    for (size_t i = 0; i < s->nmodules; i++) {
+        const sm_iq_handler *h = s->modules[i]->iqs;
+        for (; h && h->ns; h++) {
+            if (!(h->targets & target) || strcmp(h->ns, payload->ns ? payload->ns : "")) continue;
+            sm_iq *iq = xcalloc(1, sizeof *iq);
+            iq->sm = s;
+            iq->st = st;
+            iq->payload = payload;
+            iq->is_set = !strcmp(type, "set");
+            iq->target = target;
+            iq->user = u;
+            iq->session = sess;
+            iq->from = xnode_attr(st->root, "from");
+            h->handle(iq);
+            return;
+        }
+    }
+    log_debug("iq %s in '%s' for %s: no module serves it", type, payload->ns ? payload->ns : "",
+              u ? u->bare : "the server");
+    sm_bounce(s, st, "service-unavailable", NULL, NULL);
+}
+
+/* ---- users ---- */
+
+sm_user *sm_user_find(sm *s, const char *bare) { return strmap_get(&s->users, bare); }
+
+sm_session *sm_user_session(sm_user *u, const char *resource)
+{
+    if (!resource) return NULL;
+    for (sm_session *x = u->sessions; x; x = x->next)
+        if (!strcmp(x->resource, resource)) return x;
+    return NULL;
+}
+
+sm_item *sm_roster_item(sm_user *u, const char *contact) { return contact ? strmap_get(&u->roster, contact) : NULL; }
+
+void sm_user_hold(sm_user *u) { u->busy++; }
+
+void sm_user_release(sm_user *u)
+{
+    if (u->busy > 0) u->busy--;
+    user_run(u);
+}
+
+static void work_free(sm_work *w)
+{
+    if (!w) return;
+    if (w->st) stanza_free(w->st);
+    free(w->c2s);
+    free(w->c2s_id);
+    free(w->full);
+    free(w);
+}
+
+static void user_free(sm_user *u)
+{
+    sm_work *w = u->qhead;
+    while (w) {
+        sm_work *n = w->next;
+        work_free(w);
+        w = n;
+    }
+    roster_clear(u);
+    strmap_free(&u->roster);
+    free(u->bare);
+    free(u->node);
+    free(u->domain);
+    free(u);
+}
+
+static void user_maybe_free(sm_user *u)
+{
+    if (u->sessions || u->qhead || u->busy || u->running || u->state == USER_LOADING) return;
+    strmap_del(&u->sm->users, u->bare);
+    log_debug("user %s unloaded", u->bare);
+    user_free(u);
+}
+
+static void load_done(sm_user *u)
+{
+    if (--u->load_pending > 0) return;
+    if (u->load_exists == STORAGE_NOT_FOUND || u->load_roster == STORAGE_NOT_FOUND) {
+        u->state = USER_MISSING;
+        roster_clear(u);
+    } else if (u->load_exists != STORAGE_OK || u->load_roster != STORAGE_OK) {
+        log_warn("user %s: loading failed (%s / %s)", u->bare, storage_status_string(u->load_exists),
+                 storage_status_string(u->load_roster));
+        u->state = USER_FAILED;
+        roster_clear(u);
+    } else {
+        u->state = USER_READY;
+        log_debug("user %s loaded: %zu roster items, version %" PRId64, u->bare, strmap_count(&u->roster),
+                  u->roster_version);
+    }
+    sm_user_release(u);
+}
+
+static void on_exists(void *ud, storage_status st)
+{
+    sm_user *u = ud;
+    u->load_exists = st;
+    load_done(u);
+}
+
+static void on_roster_loaded(void *ud, storage_status st, const roster_row *rows, size_t n, int64_t version)
+{
+    sm_user *u = ud;
+    u->load_roster = st;
+    if (st == STORAGE_OK) roster_load_rows(u, rows, n, version);
+    load_done(u);
+}
+
+/* The user in memory, loading it if needed (create: 0 = only if present). */
+static sm_user *user_get(sm *s, const char *node, const char *domain, int create)
+{
+    char bare[2 * JID_PART_MAX + 4];
+    snprintf(bare, sizeof bare, "%s@%s", node, domain);
+    sm_user *u = strmap_get(&s->users, bare);
+    if (u || !create || s->stopping) return u;
+    u = xcalloc(1, sizeof *u);
+    u->sm = s;
+    u->bare = xstrdup(bare);
+    u->node = xstrdup(node);
+    u->domain = xstrdup(domain);
+    u->state = USER_LOADING;
+    u->busy = 1;            /* the load */
+    u->load_pending = 2;
+    strmap_put(&s->users, u->bare, u);
+    account_exists(s->db, domain, node, on_exists, u);
+    roster_load(s->db, domain, node, on_roster_loaded, u);
+    return u;
+}
+
+static void reject_work(sm *s, sm_work *w, const char *condition)
+{
+    if (w->kind == W_START) {
+        char *at = strchr(w->full, '@');
+        const char *domain = at ? at + 1 : w->full;
+        char dom[JID_PART_MAX + 1];
+        snprintf(dom, sizeof dom, "%.*s", (int)strcspn(domain, "/"), domain);
+        send_control(s, w->c2s, dom, w->c2s_id, NULL, "failed", w->full, "condition", condition);
+    } else if (w->kind == W_IN && w->st && strcmp(w->st->root->name, "presence")) {
+        stanza *st = w->st;
+        w->st = NULL;
+        sm_bounce(s, st, condition, "wait", NULL);
+    }
+    work_free(w);
+}
+
+static void user_enqueue(sm_user *u, sm_work *w)
+{
+    if (u->qlen >= u->sm->limits.max_queue && w->kind != W_END && w->kind != W_REMOVED) {
+        log_warn("user %s: %zu stanzas waiting; refusing more", u->bare, u->qlen);
+        reject_work(u->sm, w, "resource-constraint");
+        return;
+    }
+    if (u->qtail) u->qtail->next = w;
+    else u->qhead = w;
+    u->qtail = w;
+    u->qlen++;
+    user_run(u);
+}
+
+static sm_work *work_new(work_kind k)
+{
+    sm_work *w = xcalloc(1, sizeof *w);
+    w->kind = k;
+    return w;
+}
+
+/* ---- sessions ---- */
+
+static sm_session *session_find(sm *s, const char *sm_id) { return sm_id ? strmap_get(&s->sessions, sm_id) : NULL; }
+
+static void session_destroy(sm_session *sess, const char *reason)
+{
+    sm_user *u = sess->user;
+    sm *s = u->sm;
+    log_info("session %s (%s on %s/%s) ended%s%s", sess->id_str, sess->full, sess->c2s, sess->c2s_id,
+             reason ? ": " : "", reason ? reason : "");
+    mods_session_ending(s, sess);
+    if (reason) sm_session_end(sess, reason);
+    for (sm_session **pp = &u->sessions; *pp; pp = &(*pp)->next) {
+        if (*pp == sess) {
+            *pp = sess->next;
+            break;
+        }
+    }
+    u->nsessions--;
+    strmap_del(&s->sessions, sess->id_str);
+    if (sess->presence) stanza_free(sess->presence);
+    strmap_free(&sess->directed);
+    free(sess->c2s);
+    free(sess->c2s_id);
+    free(sess->full);
+    free(sess);
+}
+
+static void do_start(sm_user *u, sm_work *w)
+{
+    sm *s = u->sm;
+    const char *slash = strchr(w->full, '/');
+    if (u->state == USER_MISSING || u->state == USER_FAILED) {
+        const char *cond = u->state == USER_MISSING ? "not-authorized" : "internal-server-error";
+        log_notice("session for %s on %s/%s refused: %s", w->full, w->c2s, w->c2s_id, cond);
+        send_control(s, w->c2s, u->domain, w->c2s_id, NULL, "failed", w->full, "condition", cond);
+        return;
+    }
+    sm_session *old = sm_user_session(u, slash + 1);
+    if (old) session_destroy(old, "conflict");
+    if (s->limits.max_sessions && u->nsessions >= s->limits.max_sessions) {
+        log_notice("session for %s refused: %zu sessions already", w->full, u->nsessions);
+        send_control(s, w->c2s, u->domain, w->c2s_id, NULL, "failed", w->full, "condition",
+                     "resource-constraint");
+        return;
+    }
+    sm_session *sess = xcalloc(1, sizeof *sess);
+    sess->id = ++s->next_session_id;
+    snprintf(sess->id_str, sizeof sess->id_str, "%" PRIu64, sess->id);
+    sess->c2s = w->c2s;
+    sess->c2s_id = w->c2s_id;
+    sess->full = w->full;
+    w->c2s = w->c2s_id = w->full = NULL;
+    sess->resource = strchr(sess->full, '/') + 1;
+    sess->user = u;
+    sess->next = u->sessions;
+    u->sessions = sess;
+    u->nsessions++;
+    strmap_put(&s->sessions, sess->id_str, sess);
+    log_info("session %s started: %s on %s/%s", sess->id_str, sess->full, sess->c2s, sess->c2s_id);
+    send_control(s, sess->c2s, u->domain, sess->c2s_id, sess->id_str, "started", sess->full, NULL, NULL);
+    mods_session_started(s, sess);
+}
+
+static sm_session *user_session_by_id(sm_user *u, uint64_t id)
+{
+    for (sm_session *x = u->sessions; x; x = x->next)
+        if (x->id == id) return x;
+    return NULL;
+}
+
+/* A stanza from a session (RFC 6121 §8.5 from the sender's side, and
+ * RFC 6120 §10.3 for stanzas without 'to'). */
+static void process_out(sm_session *sess, stanza *st)
+{
+    sm_user *u = sess->user;
+    sm *s = u->sm;
+    xnode *el = st->root;
+    xnode_set_attr(el, "from", sess->full);
+    const char *to = xnode_attr(el, "to");
+    if (to) {
+        char *norm = jid_normalize(to);
+        if (!norm) {
+            log_info("session %s (%s): malformed 'to' in <%s/>", sess->id_str, sess->full, el->name);
+            if (stanza_error_allowed(el) && !stanza_make_error(st, "jid-malformed", NULL))
+                sm_session_send(sess, st->root);
+            stanza_free(st);
+            return;
+        }
+        if (strcmp(norm, to)) xnode_set_attr(el, "to", norm);
+        free(norm);
+        to = xnode_attr(el, "to");
+    }
+    for (size_t i = 0; i < s->nmodules; i++)
+        if (s->modules[i]->out_stanza && s->modules[i]->out_stanza(sess, st) == SM_DONE) return;
+    if (!strcmp(el->name, "iq")) {
+        if (!to || !strcmp(to, u->bare)) {
+            dispatch_iq(s, st, SM_IQ_ACCOUNT, u, sess);
+            return;
+        }
+        if (sm_is_local(s, to)) {
+            dispatch_iq(s, st, SM_IQ_SERVER, NULL, sess);
+            return;
+        }
+    } else if (!strcmp(el->name, "message")) {
+        if (!to) xnode_set_attr(el, "to", u->bare);
+    } else if (!to) {
+        stanza_free(st);
+        return;
+    }
+    sm_route(s, st);
+}
+
+/* A stanza for an account that does not exist (RFC 6121 §8.5.1). */
+static void in_missing(sm *s, sm_user *u, stanza *st)
+{
+    const char *name = st->root->name;
+    const char *type = sm_type(st->root);
+    if (!strcmp(name, "presence")) {
+        /* Subscription requests and presence to nobody are dropped silently;
+         * a probe learns that there is no subscription. */
+        if (type && !strcmp(type, "probe")) {
+            const char *from = xnode_attr(st->root, "from");
+            char *fb = from ? jid_normalize_bare(from) : NULL;
+            if (fb) {
+                stanza *r = stanza_new("presence", NS_CLIENT);
+                xnode_set_attr(r->root, "from", u->bare);
+                xnode_set_attr(r->root, "to", fb);
+                xnode_set_attr(r->root, "type", "unsubscribed");
+                sm_route(s, r);
+            }
+            free(fb);
+        }
+        stanza_free(st);
+        return;
+    }
+    sm_bounce(s, st, "service-unavailable", NULL, NULL);
+}
+
+static void process_work(sm_user *u, sm_work *w)
+{
+    sm *s = u->sm;
+    switch (w->kind) {
+    case W_START:
+        do_start(u, w);
+        break;
+    case W_END: {
+        sm_session *sess = user_session_by_id(u, w->sess_id);
+        if (sess) session_destroy(sess, w->reason);
+        break;
+    }
+    case W_REMOVED:
+        while (u->sessions) session_destroy(u->sessions, "removed");
+        roster_clear(u);
+        break;
+    case W_OUT: {
+        sm_session *sess = user_session_by_id(u, w->sess_id);
+        stanza *st = w->st;
+        w->st = NULL;
+        if (!sess || u->state != USER_READY) {
+            stanza_free(st);
+            break;
+        }
+        process_out(sess, st);
+        break;
+    }
+    case W_IN: {
+        stanza *st = w->st;
+        w->st = NULL;
+        if (u->state == USER_MISSING) {
+            if (w->returned) stanza_free(st);
+            else in_missing(s, u, st);
+        } else if (u->state == USER_FAILED) {
+            if (!strcmp(st->root->name, "presence")) stanza_free(st);
+            else sm_bounce(s, st, "internal-server-error", "wait", "the user's data cannot be loaded now");
+        } else {
+            process_in(u, st, w->returned, w->sess_id ? user_session_by_id(u, w->sess_id) : NULL);
+        }
+        break;
+    }
+    }
+}
+
+static void user_run(sm_user *u)
+{
+    if (u->running) return;
+    u->running = 1;
+    while (u->busy == 0 && u->qhead && u->state != USER_LOADING) {
+        sm_work *w = u->qhead;
+        u->qhead = w->next;
+        if (!u->qhead) u->qtail = NULL;
+        u->qlen--;
+        w->next = NULL;
+        if (u->sm->stopping && w->kind != W_END) {
+            work_free(w);
+            continue;
+        }
+        process_work(u, w);
+        work_free(w);
+    }
+    u->running = 0;
+    user_maybe_free(u);
+}
+
+/* ---- stanzas for local users ---- */
+
+static void process_in(sm_user *u, stanza *st, int returned, sm_session *skip)
+{
+    sm *s = u->sm;
+    for (size_t i = 0; i < s->nmodules; i++)
+        if (s->modules[i]->in_stanza && s->modules[i]->in_stanza(u, st, returned, skip) == SM_DONE) return;
+    xnode *el = st->root;
+    if (returned || strcmp(el->name, "iq")) {
+        stanza_free(st);
+        return;
+    }
+    const char *to = xnode_attr(el, "to");
+    const char *slash = to ? strchr(to, '/') : NULL;
+    const char *type = sm_type(el);
+    int request = type && (!strcmp(type, "get") || !strcmp(type, "set"));
+    if (!slash) {
+        const char *from = xnode_attr(el, "from");
+        char *fb = from ? jid_normalize_bare(from) : NULL;
+        sm_session *own = NULL;
+        if (fb && !strcmp(fb, u->bare)) own = sm_user_session(u, strchr(from, '/') ? strchr(from, '/') + 1 : NULL);
+        free(fb);
+        dispatch_iq(s, st, SM_IQ_ACCOUNT, u, own);
+        return;
+    }
+    sm_session *sess = sm_user_session(u, slash + 1);
+    if (sess) {
+        sm_session_send(sess, el);
+        stanza_free(st);
+    } else if (request) {
+        sm_bounce(s, st, "service-unavailable", NULL, NULL);
+    } else {
+        stanza_free(st);
+    }
+}
+
+void sm_route(sm *s, stanza *st)
+{
+    if (s->stopping) {
+        stanza_free(st);
+        return;
+    }
+    xnode *el = st->root;
+    const char *to = xnode_attr(el, "to");
+    if (!to) {
+        stanza_free(st);
+        return;
+    }
+    jid j = JID_INIT;
+    if (jid_parse(&j, to) < 0) {
+        sm_bounce(s, st, "jid-malformed", NULL, NULL);
+        return;
+    }
+    if (strcmp(j.full, to)) xnode_set_attr(el, "to", j.full);
+    if (!sm_is_local(s, j.domain)) {
+        /* Out through the router: s2s, another component, or a bounce. */
+        sm_stanza_set_ns(el, NS_CLIENT, NS_COMPONENT);
+        if (component_send(s->comp, el) < 0) {
+            sm_stanza_set_ns(el, NS_COMPONENT, NS_CLIENT);
+            log_notice("router not connected: %s to %s not sent", el->name, j.full);
+            sm_bounce(s, st, "remote-server-timeout", NULL, NULL);
+        } else {
+            stanza_free(st);
+        }
+        jid_free(&j);
+        return;
+    }
+    if (!j.node) {
+        /* To the server itself. */
+        if (!strcmp(el->name, "iq") && !j.resource) {
+            const char *from = xnode_attr(el, "from");
+            sm_session *sess = NULL;
+            if (from) {
+                jid fj = JID_INIT;
+                if (jid_parse(&fj, from) == 0 && fj.node && fj.resource && sm_is_local(s, fj.domain)) {
+                    sm_user *fu = sm_user_find(s, fj.bare);
+                    if (fu) sess = sm_user_session(fu, fj.resource);
+                }
+                jid_free(&fj);
+            }
+            dispatch_iq(s, st, SM_IQ_SERVER, NULL, sess);
+        } else if (!strcmp(el->name, "message") || !strcmp(el->name, "iq")) {
+            sm_bounce(s, st, "service-unavailable", NULL, NULL);
+        } else {
+            stanza_free(st);
+        }
+        jid_free(&j);
+        return;
+    }
+    const char *type = sm_type(el);
+    int create = 1;
+    if (!strcmp(el->name, "presence") && (!type || !strcmp(type, "unavailable") || !strcmp(type, "error")))
+        create = 0; /* presence for someone with no session goes nowhere */
+    if (type && !strcmp(type, "error")) create = 0;
+    if (!strcmp(el->name, "iq") && type && (!strcmp(type, "result"))) create = 0;
+    sm_user *u = user_get(s, j.node, j.domain, create);
+    jid_free(&j);
+    if (!u) {
+        stanza_free(st);
+        return;
+    }
+    sm_work *w = work_new(W_IN);
+    w->st = st;
+    user_enqueue(u, w);
+}
+
+/* Re-deliver a stanza c2s could not deliver (docs/sessions.md §3). */
+static void handed_back(sm *s, stanza *st, sm_session *sess)
+{
+    if (strcmp(st->root->name, "message")) {
+        stanza_free(st);    /* presence and iq handed back are dropped */
+        return;
+    }
+    sm_user *u = NULL;
+    uint64_t skip = 0;
+    if (sess) {
+        u = sess->user;
+        skip = sess->id;
+    } else {
+        const char *to = xnode_attr(st->root, "to");
+        jid j = JID_INIT;
+        if (to && jid_parse(&j, to) == 0 && j.node && sm_is_local(s, j.domain)) u = user_get(s, j.node, j.domain, 1);
+        jid_free(&j);
+    }
+    if (!u) {
+        stanza_free(st);
+        return;
+    }
+    sm_work *w = work_new(W_IN);
+    w->st = st;
+    w->returned = 1;
+    w->sess_id = skip;
+    user_enqueue(u, w);
+}
+
+/* ---- from the router ---- */
+
+static void end_session_later(sm_session *sess, const char *reason)
+{
+    sm_work *w = work_new(W_END);
+    w->sess_id = sess->id;
+    w->reason = reason;
+    user_enqueue(sess->user, w);
+}
+
+static void handle_session_control(sm *s, const xnode *route, const xnode *ctl)
+{
+    const char *action = xnode_attr(ctl, "action");
+    const char *c2s = xnode_attr(route, "from");
+    const char *c2s_id = xnode_attr(route, "c2s-id");
+    const char *domain = xnode_attr(route, "to");
+    if (!action || !c2s || !c2s_id) {
+        log_notice("session control without action/from/c2s-id from %s: ignored", c2s ? c2s : "?");
+        return;
+    }
+    if (!strcmp(ctl->name, "account")) {
+        if (strcmp(action, "removed")) return;
+        const char *bare = xnode_attr(ctl, "jid");
+        char *b = bare ? jid_normalize_bare(bare) : NULL;
+        sm_user *u = b ? sm_user_find(s, b) : NULL;
+        log_notice("account %s removed (told by %s)", b ? b : "?", c2s);
+        free(b);
+        if (u) user_enqueue(u, work_new(W_REMOVED));
+        return;
+    }
+    if (strcmp(ctl->name, "session")) return;
+    if (!strcmp(action, "start")) {
+        const char *jidstr = xnode_attr(ctl, "jid");
+        jid j = JID_INIT;
+        if (!jidstr || jid_parse(&j, jidstr) < 0 || !j.node || !j.resource || !sm_is_local(s, j.domain)) {
+            log_notice("session start from %s/%s with a bad jid '%s'", c2s, c2s_id, jidstr ? jidstr : "");
+            send_control(s, c2s, domain ? domain : component_name(s->comp), c2s_id, NULL, "failed",
+                         jidstr ? jidstr : "", "condition", "jid-malformed");
+            jid_free(&j);
+            return;
+        }
+        sm_work *w = work_new(W_START);
+        w->c2s = xstrdup(c2s);
+        w->c2s_id = xstrdup(c2s_id);
+        w->full = xstrdup(j.full);
+        sm_user *u = user_get(s, j.node, j.domain, 1);
+        jid_free(&j);
+        if (!u) {
+            reject_work(s, w, "internal-server-error");
+            return;
+        }
+        user_enqueue(u, w);
+    } else if (!strcmp(action, "end")) {
+        sm_session *sess = session_find(s, xnode_attr(route, "sm-id"));
+        if (sess && !strcmp(sess->c2s, c2s) && !strcmp(sess->c2s_id, c2s_id)) end_session_later(sess, NULL);
+    }
+}
+
+static void handle_route(sm *s, stanza *env)
+{
+    xnode *route = env->root;
+    const char *type = xnode_attr(route, "type");
+    const char *c2s = xnode_attr(route, "from");
+    const char *c2s_id = xnode_attr(route, "c2s-id");
+    const char *sm_id = xnode_attr(route, "sm-id");
+    xnode *child = xnode_first_element(route);
+    if (!child || !c2s) {
+        stanza_free(env);
+        return;
+    }
+    sm_session *sess = session_find(s, sm_id);
+    if (type && !strcmp(type, "error")) {
+        /* Handed back by c2s, or bounced by the router because the c2s is gone. */
+        if (!is_stanza(child)) {
+            stanza_free(env);
+            return;
+        }
+        int from_router = xnode_child(route, "error", NULL) != NULL;
+        if (sess && from_router) end_session_later(sess, NULL);
+        stanza *st = stanza_from_node(child);
+        stanza_free(env);
+        handed_back(s, st, sess);
+        return;
+    }
+    if (child->ns && !strcmp(child->ns, NS_SB_SESSION)) {
+        handle_session_control(s, route, child);
+        stanza_free(env);
+        return;
+    }
+    if (!is_stanza(child) || !c2s_id) {
+        log_notice("route from %s with <%s/>: ignored", c2s, child->name);
+        stanza_free(env);
+        return;
+    }
+    if (!sess || strcmp(sess->c2s, c2s) || strcmp(sess->c2s_id, c2s_id)) {
+        /* The sm restarted, or the session is gone: c2s must close it. */
+        const char *domain = xnode_attr(route, "to");
+        log_info("stanza for unknown session %s from %s/%s: reset", sm_id ? sm_id : "-", c2s, c2s_id);
+        send_control(s, c2s, domain ? domain : component_name(s->comp), c2s_id, sm_id, "end", NULL, "reason",
+                     "reset");
+        stanza_free(env);
+        return;
+    }
+    sm_work *w = work_new(W_OUT);
+    w->st = stanza_from_node(child);
+    w->sess_id = sess->id;
+    stanza_free(env);
+    sm_stanza_set_ns(w->st->root, NS_COMPONENT, NS_CLIENT);
+    user_enqueue(sess->user, w);
+}
+
+static void handle_plain(sm *s, stanza *st)
+{
+    /* A stanza from another domain (s2s) or a component, for a local address. */
+    sm_stanza_set_ns(st->root, NS_COMPONENT, NS_CLIENT);
+    const char *to = xnode_attr(st->root, "to");
+    const char *from = xnode_attr(st->root, "from");
+    jid j = JID_INIT;
+    if (!to || !from || jid_parse(&j, to) < 0 || !sm_is_local(s, j.domain)) {
+        log_info("<%s/> from the router for '%s' (from '%s'): not ours, dropped", st->root->name, to ? to : "",
+                 from ? from : "");
+        jid_free(&j);
+        stanza_free(st);
+        return;
+    }
+    jid_free(&j);
+    char *nf = jid_normalize(from);
+    if (!nf) {
+        stanza_free(st);
+        return;
+    }
+    xnode_set_attr(st->root, "from", nf);
+    free(nf);
+    sm_route(s, st);
+}
+
+static void on_stanza(component *c, stanza *st, void *ud)
+{
+    (void)c;
+    sm *s = ud;
+    if (s->stopping) {
+        stanza_free(st);
+        return;
+    }
+    xnode *el = st->root;
+    if (el->ns && !strcmp(el->ns, NS_SB_ROUTER) && !strcmp(el->name, "route")) {
+        handle_route(s, st);
+    } else if (is_stanza(el)) {
+        handle_plain(s, st);
+    } else {
+        log_debug("ignored <%s/> from the router", el->name);
+        stanza_free(st);
+    }
+}
+
+/* Every session, by id, so that ending them can change the table. */
+static void end_sessions_where(sm *s, const char *c2s, const char *reason)
+{
+    size_t n = strmap_count(&s->sessions), k = 0, pos = 0;
+    uint64_t *ids = xcalloc(n, sizeof *ids);
+    const char *key;
+    void *val;
+    while (strmap_next(&s->sessions, &pos, &key, &val)) {
+        sm_session *sess = val;
+        if (!c2s || !strcmp(sess->c2s, c2s)) ids[k++] = sess->id;
+    }
+    for (size_t i = 0; i < k; i++) {
+        char idstr[24];
+        snprintf(idstr, sizeof idstr, "%" PRIu64, ids[i]);
+        sm_session *sess = session_find(s, idstr);
+        if (sess) end_session_later(sess, reason);
+    }
+    free(ids);
+}
+
+static void on_name(component *c, const char *name, int online, void *ud)
+{
+    (void)c;
+    sm *s = ud;
+    if (online) return;
+    if (strmap_count(&s->sessions)) log_info("%s went offline: ending its sessions", name);
+    end_sessions_where(s, name, NULL);
+}
+
+static void on_ready(component *c, void *ud)
+{
+    (void)ud;
+    log_notice("sm %s: ready at the router", component_name(c));
+}
+
+static void on_lost(component *c, const char *reason, void *ud)
+{
+    sm *s = ud;
+    log_warn("sm %s: lost the router (%s); ending %zu sessions", component_name(c), reason ? reason : "?",
+             strmap_count(&s->sessions));
+    /* c2s closes its sessions when the sm's names go offline. */
+    end_sessions_where(s, NULL, NULL);
+}
+
+static void on_bind_failed(component *c, const char *name, const char *condition, void *ud)
+{
+    (void)c;
+    (void)ud;
+    log_error("cannot serve domain %s: the router refused the bind (%s)", name, condition);
+}
+
+const component_handler sm_component_handler = {on_ready, on_lost, on_stanza, on_name, on_bind_failed};
+
+/* ---- life cycle ---- */
+
+int sm_init(sm *s, uv_loop_t *loop)
+{
+    s->loop = loop;
+    s->modules = sm_modules;
+    s->nmodules = sm_nmodules;
+    for (size_t i = 0; i < s->nmodules; i++)
+        if (s->modules[i]->init && s->modules[i]->init(s) < 0) {
+            log_error("module %s failed to start", s->modules[i]->name);
+            return -1;
+        }
+    return 0;
+}
+
+void sm_set_component(sm *s, component *c) { s->comp = c; }
+
+void sm_shutdown(sm *s)
+{
+    /* Sessions end first, while the router is still there: contacts get
+     * unavailable presence and c2s closes the streams with system-shutdown. */
+    size_t pos = 0;
+    const char *key;
+    void *val;
+    size_t n = strmap_count(&s->sessions), k = 0;
+    uint64_t *ids = xcalloc(n, sizeof *ids);
+    while (strmap_next(&s->sessions, &pos, &key, &val)) ids[k++] = ((sm_session *)val)->id;
+    for (size_t i = 0; i < k; i++) {
+        char idstr[24];
+        snprintf(idstr, sizeof idstr, "%" PRIu64, ids[i]);
+        sm_session *sess = session_find(s, idstr);
+        if (sess) session_destroy(sess, "shutdown");
+    }
+    free(ids);
+    s->stopping = 1;
+}
+
+void sm_free(sm *s)
+{
+    for (size_t i = 0; i < s->nmodules; i++)
+        if (s->modules[i]->shutdown) s->modules[i]->shutdown(s);
+    size_t pos = 0;
+    const char *key;
+    void *val;
+    while (strmap_next(&s->users, &pos, &key, &val)) {
+        sm_user *u = val;
+        while (u->sessions) {
+            sm_session *sess = u->sessions;
+            u->sessions = sess->next;
+            if (sess->presence) stanza_free(sess->presence);
+            strmap_free(&sess->directed);
+            free(sess->c2s);
+            free(sess->c2s_id);
+            free(sess->full);
+            free(sess);
+        }
+        if (u->busy) log_warn("user %s: freed with %d requests in flight", u->bare, u->busy);
+        user_free(u);
+    }
+    strmap_free(&s->users);
+    strmap_free(&s->sessions);
+}
