@@ -89,14 +89,17 @@ int main(int argc, char **argv)
     log_open("sm", opts.debug ? LOG_LVL_DEBUG : LOG_LVL_NOTICE, 0);
 
     char err[512];
-    config *cfg = config_load(opts.config_path, "sm", sm_keys, err, sizeof err);
+    config_key *keys = sm_config_keys(sm_keys);
+    config *cfg = config_load(opts.config_path, "sm", keys, err, sizeof err);
     if (!cfg) {
         fprintf(stderr, "switchboard-sm: %s\n", err);
+        sm_config_keys_free(keys);
         return 2;
     }
     if (opts.check_only) {
         printf("%s: ok\n", opts.config_path);
         config_free(cfg);
+        sm_config_keys_free(keys);
         return 0;
     }
     const char *level = config_str(cfg, "log/level", "notice");
@@ -104,6 +107,7 @@ int main(int argc, char **argv)
     if (lvl < 0) {
         fprintf(stderr, "switchboard-sm: %s: log/level: unknown level '%s'\n", opts.config_path, level);
         config_free(cfg);
+        sm_config_keys_free(keys);
         return 2;
     }
     const char *name = opts.name ? opts.name : config_str(cfg, "router/name", "sm");
@@ -166,7 +170,7 @@ int main(int argc, char **argv)
         rc = 1;
         goto out_hosts;
     }
-    if (sm_init(&a.sm, &a.loop) < 0) {
+    if (sm_init(&a.sm, &a.loop, cfg) < 0) {
         rc = 1;
         storage_free(a.db);
         goto out_loop;
@@ -209,6 +213,7 @@ out_cfg:
         free(conninfo);
     }
     config_free(cfg);
+    sm_config_keys_free(keys);
     log_close();
     return rc;
 }

@@ -20,10 +20,12 @@
  * the user's next stanza waits until then.
  *
  * Adding a module: write mod_x.c defining `const sm_module mod_x`, add it to
- * sm/modules.c and sm/meson.build. Switching modules on and off in the
- * config comes with the modules that need it (modules/NAME). */
+ * sm/modules.c and sm/meson.build. Every module can be switched with
+ * <modules><NAME><enabled>false</enabled></NAME></modules>; a module that
+ * is off serves nothing and is not listed in disco. */
 #ifndef SB_SM_MODULE_H
 #define SB_SM_MODULE_H
+#include "common/config.h"
 #include "sm/sm.h"
 
 typedef enum { SM_PASS = 0, SM_DONE = 1 } sm_hook_rc;
@@ -77,7 +79,23 @@ struct sm_module {
     sm_hook_rc (*in_stanza)(sm_user *u, stanza *st, int returned, sm_session *skip);
     /* The session sent available presence; initial: the first one. */
     void (*available)(sm_session *sess, int initial);
+    /* The module's own settings, paths relative to <modules><NAME>
+     * (e.g. {"max-bytes", CFG_INT, 0, "..."}), ending with {NULL}; or NULL.
+     * Every module also takes <enabled>true|false</enabled>. */
+    const config_key *config_keys;
+    /* Off unless the config enables it (default: on). */
+    int off_by_default;
 };
+
+/* The module's config section (<modules><NAME>), or NULL when there is
+ * none: read settings with config_node_int(node, "max-bytes", default). */
+const xnode *sm_module_config(const sm *s, const char *module_name);
+/* Is the module with this name running? */
+int sm_module_on(const sm *s, const char *module_name);
+/* Build the config key table for the sm: base keys plus modules/NAME/...
+ * for every module in the table. Free with sm_config_keys_free. */
+config_key *sm_config_keys(const config_key *base);
+void sm_config_keys_free(config_key *keys);
 
 /* The module table (sm/modules.c). */
 extern const sm_module *const sm_modules[];

@@ -961,11 +961,34 @@ const component_handler sm_component_handler = {on_ready, on_lost, on_stanza, on
 
 /* ---- life cycle ---- */
 
-int sm_init(sm *s, uv_loop_t *loop)
+const xnode *sm_module_config(const sm *s, const char *module_name)
+{
+    if (!s->cfg) return NULL;
+    const xnode *mods = xnode_child(config_root(s->cfg), "modules", NULL);
+    return mods ? xnode_child(mods, module_name, NULL) : NULL;
+}
+
+int sm_module_on(const sm *s, const char *module_name)
+{
+    for (size_t i = 0; i < s->nmodules; i++)
+        if (!strcmp(s->modules[i]->name, module_name)) return 1;
+    return 0;
+}
+
+int sm_init(sm *s, uv_loop_t *loop, const config *cfg)
 {
     s->loop = loop;
-    s->modules = sm_modules;
-    s->nmodules = sm_nmodules;
+    s->cfg = cfg;
+    s->modules = xcalloc(sm_nmodules, sizeof *s->modules);
+    s->nmodules = 0;
+    for (size_t i = 0; i < sm_nmodules; i++) {
+        const sm_module *m = sm_modules[i];
+        const xnode *mc = sm_module_config(s, m->name);
+        if (config_node_bool(mc, "enabled", !m->off_by_default))
+            s->modules[s->nmodules++] = m;
+        else
+            log_notice("module %s is off", m->name);
+    }
     for (size_t i = 0; i < s->nmodules; i++)
         if (s->modules[i]->init && s->modules[i]->init(s) < 0) {
             log_error("module %s failed to start", s->modules[i]->name);
@@ -1000,6 +1023,9 @@ void sm_free(sm *s)
 {
     for (size_t i = 0; i < s->nmodules; i++)
         if (s->modules[i]->shutdown) s->modules[i]->shutdown(s);
+    free(s->modules);
+    s->modules = NULL;
+    s->nmodules = 0;
     size_t pos = 0;
     const char *key;
     void *val;

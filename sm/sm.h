@@ -99,12 +99,14 @@ struct sm {
     uint64_t next_id;           /* for ids of stanzas the server originates */
     int stopping;
     void (*on_stopped)(sm *s);
-    const sm_module *const *modules;
+    const sm_module **modules;  /* the modules that are on, in table order */
     size_t nmodules;
+    const struct config *cfg;   /* for the modules' own settings */
 };
 
 /* ---- life cycle (sm.c) ---- */
-int sm_init(sm *s, uv_loop_t *loop);
+/* Start the modules that cfg switches on (cfg may be NULL: all defaults). */
+int sm_init(sm *s, uv_loop_t *loop, const struct config *cfg);
 void sm_set_component(sm *s, component *c);
 extern const component_handler sm_component_handler;
 /* End every session (reason 'shutdown') and drop all users. */

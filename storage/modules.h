@@ -10,5 +10,11 @@
 extern const storage_stmt account_stmts[];
 extern const storage_stmt roster_stmts[];
 extern const storage_stmt offline_stmts[];
+extern const storage_stmt vcard_stmts[];
+extern const storage_stmt private_stmts[];
+extern const storage_stmt privacy_stmts[];
+extern const storage_stmt last_stmts[];
+extern const storage_stmt pep_stmts[];
+extern const storage_stmt mam_stmts[];
 
 #endif

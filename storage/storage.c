@@ -33,7 +33,8 @@
 #include "storage/storage.h"
 
 /* Prepared on every connection before it takes requests (see modules.h). */
-static const storage_stmt *const builtin_tables[] = {account_stmts, roster_stmts, offline_stmts};
+static const storage_stmt *const builtin_tables[] = {account_stmts, roster_stmts, offline_stmts, vcard_stmts,
+                                                     private_stmts, privacy_stmts, last_stmts, pep_stmts, mam_stmts};
 
 #define PIPELINE_MAX 256          /* requests in flight per connection */
 #define RECONNECT_MIN_MS 100

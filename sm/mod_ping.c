@@ -1,0 +1,6 @@
+/* mod_ping: being written. */
+#include "sm/module.h"
+
+const sm_module mod_ping = {
+    .name = "ping",
+};

@@ -1,0 +1,6 @@
+/* mod_search: being written. */
+#include "sm/module.h"
+
+const sm_module mod_search = {
+    .name = "search",
+};

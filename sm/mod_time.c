@@ -1,0 +1,6 @@
+/* mod_time: being written. */
+#include "sm/module.h"
+
+const sm_module mod_time = {
+    .name = "time",
+};

@@ -1,0 +1,6 @@
+/* mod_vcard: being written. */
+#include "sm/module.h"
+
+const sm_module mod_vcard = {
+    .name = "vcard",
+};

@@ -1,0 +1,6 @@
+/* last: storage for the sm module of the same name (being written). */
+#include "storage/modules.h"
+
+const storage_stmt last_stmts[] = {
+    {NULL, NULL, 0, 0},
+};

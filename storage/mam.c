@@ -1,0 +1,6 @@
+/* mam: storage for the sm module of the same name (being written). */
+#include "storage/modules.h"
+
+const storage_stmt mam_stmts[] = {
+    {NULL, NULL, 0, 0},
+};

@@ -1,0 +1,6 @@
+/* private: storage for the sm module of the same name (being written). */
+#include "storage/modules.h"
+
+const storage_stmt private_stmts[] = {
+    {NULL, NULL, 0, 0},
+};
