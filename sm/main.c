@@ -28,6 +28,7 @@ static const config_key sm_keys[] = {
     {"database/query-timeout", CFG_INT, 0, "seconds before a query counts as failed (default 10)"},
     {"database/migrate-on-start", CFG_FLAG, 0, "apply the SQL migrations before starting"},
     {"database/migrations", CFG_STRING, 0, "directory of the SQL migrations (default: installed or source tree)"},
+    {"database/start-wait", CFG_INT, 0, "seconds to wait for the database at start when migrating (default 30)"},
     {"hosts", CFG_SECTION, CFG_REQUIRED, "hosted domains"},
     {"hosts/host", CFG_STRING, CFG_MULTI | CFG_REQUIRED, "a hosted domain (repeat for virtual hosts)"},
     {"limits", CFG_SECTION, 0, "limits"},
@@ -122,10 +123,19 @@ int main(int argc, char **argv)
         goto out_cfg;
     }
     if (config_bool(cfg, "database/migrate-on-start", 0)) {
-        if (storage_migrate_sync(conninfo, config_str(cfg, "database/migrations", NULL), err, sizeof err) < 0) {
-            log_error("migrations failed: %s", err);
-            rc = 1;
-            goto out_cfg;
+        /* The database may be starting at the same moment (supervisord
+         * starts everything together): wait for it, within a bound. */
+        unsigned wait_s = limit(cfg, "database/start-wait", 30, 3600);
+        uint64_t deadline = uv_hrtime() + (uint64_t)wait_s * 1000000000u;
+        int tries = 0;
+        while (storage_migrate_sync(conninfo, config_str(cfg, "database/migrations", NULL), err, sizeof err) < 0) {
+            if (uv_hrtime() >= deadline) {
+                log_error("migrations failed: %s", err);
+                rc = 1;
+                goto out_cfg;
+            }
+            if (tries++ == 0) log_notice("waiting for the database (%s)", err);
+            uv_sleep(500);
         }
         log_notice("database schema up to date");
     }

@@ -35,35 +35,66 @@ def test_missing_secret_is_refused_without_printing_it(tmp_path):
     assert "component/@secret" in out.stderr and "SB_TEST_UNSET_SECRET" in out.stderr
 
 
-def test_switchboard_up_starts_the_router_and_ctrl_c_stops_it(tmp_path):
-    """./switchboard up in its own state directory and port; a component
-    connects with the documented development secret; SIGINT stops it all."""
-    port = free_port()
-    env = dict(os.environ, SWITCHBOARD_STATE=str(tmp_path / "state"), SWITCHBOARD_ROUTER_PORT=str(port))
-    env.pop("SWITCHBOARD_COMPONENT_SECRET", None)
+def test_switchboard_up_serves_real_clients_and_ctrl_c_stops_it(tmp_path):
+    """./switchboard up, as the README says, in its own state directory and
+    ports: PostgreSQL, router, sm, s2s and two c2s under supervisord. Two
+    real clients register in-band, log in and exchange a message; a
+    component connects with the documented development secret; SIGINT
+    (Ctrl-C) stops every process."""
+    import socket
+    from xmppclient import Client, register_account, run
+    ports = {name: free_port() for name in ("ROUTER", "C2S", "C2S_TLS", "S2S")}
+    env = dict(os.environ, SWITCHBOARD_STATE=str(tmp_path / "state"),
+               **{f"SWITCHBOARD_{k}_PORT": str(v) for k, v in ports.items()})
+    for k in ("SWITCHBOARD_COMPONENT_SECRET", "SWITCHBOARD_DB", "SWITCHBOARD_INTERNAL_SECRET"):
+        env.pop(k, None)
     log = open(tmp_path / "up.log", "wb")
     p = subprocess.Popen([os.path.join(TOP, "switchboard"), "up"], cwd=TOP, env=env, stdout=log,
                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 600   # the first run builds the release tree
+        deadline = time.time() + 900   # the first run builds the release tree
         comp = None
         while time.time() < deadline and p.poll() is None:
             try:
-                comp = connected(port, "gateway.localhost", "switchboard-dev")
+                comp = connected(ports["ROUTER"], "gateway.localhost", "switchboard-dev")
                 break
             except (OSError, AssertionError):
                 time.sleep(0.5)
         assert comp is not None, (tmp_path / "up.log").read_text()
         comp.close()
+        c2s = ports["C2S"]
+
+        async def chat():
+            # The sm and the c2s processes may still be joining the router.
+            for attempt in range(60):
+                try:
+                    await register_account("erin@localhost", "pw-erin", c2s)
+                    break
+                except Exception:
+                    if attempt == 59:
+                        raise
+                    await asyncio.sleep(0.5)
+            await register_account("frank@localhost", "pw-frank", c2s)
+            erin = await Client("erin@localhost/laptop", "pw-erin", c2s).start()
+            frank = await Client("frank@localhost/phone", "pw-frank", c2s).start()
+            erin.send_message(mto="frank@localhost/phone", mbody="up and running", mtype="chat")
+            msg = await frank.next_message()
+            assert msg["body"] == "up and running" and str(msg["from"]) == "erin@localhost/laptop"
+            await erin.stop()
+            await frank.stop()
+        import asyncio
+        run(chat())
+
         os.killpg(p.pid, signal.SIGINT)
-        p.wait(30)
-        # Nothing is left listening.
+        p.wait(60)
         time.sleep(0.5)
-        import socket
-        s = socket.socket()
-        assert s.connect_ex(("127.0.0.1", port)) != 0
-        s.close()
-        assert "router" in (tmp_path / "state" / "log" / "router.log").read_text()
+        for port in ports.values():
+            s = socket.socket()
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"something still listens on {port}"
+            s.close()
+        sup = (tmp_path / "state" / "log" / "supervisord.log").read_text()
+        for proc in ("router", "sm", "s2s", "c2s-1", "c2s-2", "postgres"):
+            assert f"stopped: {proc} (exit status 0)" in sup, f"{proc} did not stop cleanly:\n{sup}"
     finally:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
