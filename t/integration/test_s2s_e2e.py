@@ -59,9 +59,6 @@ def is_type(ptype, frm=None):
     return match
 
 
-# The sm and c2s are being written at the same time as s2s; remove this
-# marker once the sm routes stanzas for remote contacts to the router.
-@pytest.mark.xfail(reason="needs the sm to handle remote contacts (work in progress)", strict=False)
 def test_subscribe_both_ways_presence_and_chat_across_servers(federated):
     a, b = federated
     alice_jid, bob_jid = a.add_user("alice", "alice-pw"), b.add_user("bob", "bob-pw")
@@ -75,18 +72,20 @@ def test_subscribe_both_ways_presence_and_chat_across_servers(federated):
             # alice (a.test) asks bob (b.test): the request crosses the link.
             alice.send_presence_subscription(pto=bob_jid, ptype="subscribe")
             item = await alice.next_push(bob_jid, timeout=20)
-            assert item["subscription"] == "none" and item["pending_out"]
+            assert item["subscription"] == "none" and item["ask"] == "subscribe"
             req = await bob.next_presence(is_type("subscribe", alice_jid), timeout=20)
             assert req["to"].bare == bob_jid
             # bob approves: his roster says 'from', alice's 'to', and she gets his presence.
             bob.send_presence(pto=alice_jid, ptype="subscribed")
             assert (await bob.next_push(alice_jid, timeout=20))["subscription"] == "from"
             item = await alice.next_push(bob_jid, timeout=20)
-            assert item["subscription"] == "to" and not item["pending_out"]
+            assert item["subscription"] == "to" and not item["ask"]
             avail = await alice.next_presence(is_type("available", bob_jid), timeout=20)
             assert str(avail["from"]) == bob_jid + "/work"
             # The other way round: both end at 'both'.
             bob.send_presence_subscription(pto=alice_jid, ptype="subscribe")
+            item = await bob.next_push(alice_jid, timeout=20)
+            assert item["subscription"] == "from" and item["ask"] == "subscribe"
             await alice.next_presence(is_type("subscribe", bob_jid), timeout=20)
             alice.send_presence(pto=bob_jid, ptype="subscribed")
             assert (await alice.next_push(bob_jid, timeout=20))["subscription"] == "both"

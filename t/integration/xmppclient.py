@@ -99,6 +99,11 @@ def run(coro, timeout=120):
         return loop.run_until_complete(asyncio.wait_for(coro, timeout))
     finally:
         loop.run_until_complete(asyncio.sleep(0.1))
+        # slixmpp leaves tasks behind after a disconnect: end them before the loop closes.
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in pending:
+            t.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
 
 
