@@ -12,6 +12,7 @@
  *   bind.c        resource binding and the legacy session iq
  *   session.c     the link to the sm (docs/sessions.md)
  *   stream_mgmt.c stream management (XEP-0198)
+ *   csi.c         client state indication (XEP-0352): presence held back while inactive
  *   limits.c      rate limiting, failed-auth and registration throttles
  *   accounts.c    credentials from storage/ (asynchronous)
  */
@@ -37,6 +38,7 @@
 #define NS_SM3 "urn:xmpp:sm:3"
 #define NS_SESSION_CTL "urn:switchboard:session"
 #define NS_SASL_CB "urn:xmpp:sasl-cb:0"
+#define NS_CSI "urn:xmpp:csi:0"
 
 #define STREAM_ID_LEN 24   /* [A-Za-z0-9]: about 143 bits, RFC 6120 §4.7.3 */
 
@@ -46,6 +48,7 @@ typedef struct ip_entry ip_entry;
 typedef struct sasl_state sasl_state;
 typedef struct c2s_session c2s_session;
 typedef struct pending_op pending_op;
+typedef struct csi_state csi_state;
 
 typedef struct c2s_limits {
     size_t max_stanza_bytes;        /* limits/max-stanza-bytes */
@@ -87,6 +90,8 @@ struct ip_entry {
 struct c2s {
     uv_loop_t *loop;
     config *cfg;
+    const char *config_path;        /* for SIGHUP reloads */
+    int debug_forced;               /* --debug */
     const char *name;               /* component name, e.g. c2s-1 */
     char **hosts;                   /* hosted domains (prepared) */
     size_t nhosts;
@@ -208,6 +213,7 @@ struct client {
     uint64_t connected_at;          /* loop time of the accept (unauthenticated timeout) */
     uint64_t op_deadline;           /* loop time by which the pending sm answer must come */
     client *prev, *next;
+    csi_state *csi;                 /* client state indication, once the client said anything */
 };
 
 /* An asynchronous operation: the storage or the sm answers later; the
@@ -317,6 +323,21 @@ void sm_session_free(c2s *srv, c2s_session *s);
 void sm_request_ack(client *cl);
 /* Send the <r/> requests scheduled during this loop iteration. */
 void sm_flush_ack_requests(c2s *srv);
+
+/* ---- csi.c ---- */
+void csi_features(client *cl, buf *out);
+/* <active/> or <inactive/> from the client. */
+void csi_handle(client *cl, stanza *st);
+/* A stanza from the sm for a client in CL_SESSION, serialized as data: 1 if
+ * it is held back (copied); 0 if it must be written now, after what was
+ * held, which this call has written. */
+int csi_hold(client *cl, const xnode *el, const char *data, size_t len);
+/* Write everything held, in order. */
+void csi_flush(client *cl);
+/* The connection is gone: what is held goes to stream management's queue
+ * (for a resumption), and the state is active again. */
+void csi_detach(client *cl);
+void csi_free(client *cl);
 
 /* ---- limits.c ---- */
 /* Account bytes read; returns 0 to go on, 1 if reading was paused, -1 to disconnect. */

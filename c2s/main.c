@@ -7,6 +7,7 @@
 #include "common/crypto.h"
 #include "common/jid.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/process.h"
 #include "common/scram.h"
 #include "common/tls.h"
@@ -21,6 +22,9 @@ static const config_key c2s_keys[] = {
     {"log", CFG_SECTION, 0, "logging"},
     {"log/level", CFG_STRING, 0, "error, warn, notice, info or debug (default notice)"},
     {"log/syslog", CFG_FLAG, 0, "log to syslog instead of stderr"},
+    {"metrics", CFG_SECTION, 0, "Prometheus metrics endpoint"},
+    {"metrics/address", CFG_STRING, 0, "address of the metrics endpoint (default 127.0.0.1)"},
+    {"metrics/port", CFG_INT, 0, "port of the metrics endpoint; 0 or absent: off"},
     {"database", CFG_SECTION, 0, "PostgreSQL, for credentials and registration"},
     {"database/conninfo", CFG_SECRET, 0, "libpq connection string (value, file:/path or env:NAME)"},
     {"database/connections", CFG_INT, 0, "connections in the pool (default 2)"},
@@ -61,6 +65,9 @@ static const config_key c2s_keys[] = {
     {"limits/write-queue-high", CFG_INT, 0, "bytes queued to a slow client before it counts as congested (default 256k)"},
     {"limits/write-queue-max", CFG_INT, 0, "bytes queued to a client that does not read before it is cut off (default 4m)"},
     {"limits/session-start-timeout", CFG_INT, 0, "seconds to wait for the sm to start a session (default 30)"},
+    {"csi", CFG_SECTION, 0, "client state indication (XEP-0352)"},
+    {"csi/max-held", CFG_INT, 0, "presence stanzas held for an inactive client before all are written (default 100)"},
+    {"csi/max-held-bytes", CFG_INT, 0, "bytes held for an inactive client before all are written (default 256k)"},
     {"sm", CFG_SECTION, 0, "stream management (XEP-0198)"},
     {"sm/resume-timeout", CFG_INT, 0, "seconds a dropped session may be resumed (default 300; 0 = no resumption)"},
     {"sm/max-unacked", CFG_INT, 0, "stanzas sent and not acknowledged before the stream is closed (default 1000)"},
@@ -100,6 +107,18 @@ static int load_hosts(c2s *srv)
     return 0;
 }
 
+static void load_auth_settings(c2s *srv)
+{
+    const config *cfg = srv->cfg;
+    srv->plain_without_tls = config_bool(cfg, "auth/plain-without-tls", 0);
+    srv->store_plaintext = config_bool(cfg, "auth/store-plaintext", 0);
+    srv->channel_binding = config_bool(cfg, "auth/channel-binding", 0);
+    srv->scram_iterations = (unsigned)config_int(cfg, "auth/scram-iterations", SCRAM_DEFAULT_ITERATIONS);
+    if (srv->scram_iterations < 1) srv->scram_iterations = SCRAM_DEFAULT_ITERATIONS;
+    srv->register_enabled = config_bool(cfg, "register/enabled", 0);
+    srv->register_per_ip_per_minute = (unsigned)config_int(cfg, "register/per-ip-per-minute", 3);
+}
+
 static void load_limits(c2s *srv)
 {
     const config *cfg = srv->cfg;
@@ -124,6 +143,69 @@ static void load_limits(c2s *srv)
     l->session_start_timeout_ms = (uint64_t)config_int(cfg, "limits/session-start-timeout", 30) * 1000;
     srv->resume_timeout_ms = (uint64_t)config_int(cfg, "sm/resume-timeout", 300) * 1000;
     srv->max_unacked = (unsigned)config_int(cfg, "sm/max-unacked", 1000);
+}
+
+/* SIGHUP: read the config again and apply what can change while clients
+ * stay connected: log level, limits, authentication and registration
+ * settings, and the TLS certificate (new connections get the new one). A
+ * config that does not validate is refused and the running one kept. */
+static void on_reload_signal(void *ud)
+{
+    c2s *srv = ud;
+    char err[512];
+    config *ncfg = config_load(srv->config_path, "c2s", c2s_keys, err, sizeof err);
+    if (!ncfg) {
+        log_error("c2s %s: reload refused, keeping the running configuration: %s", srv->name, err);
+        return;
+    }
+    const char *cert = config_str(ncfg, "tls/cert", NULL);
+    const char *key = config_str(ncfg, "tls/key", NULL);
+    SSL_CTX *ctx = NULL;
+    if (cert && key) {
+        ctx = tls_server_ctx(cert, key, err, sizeof err);
+        if (!ctx) {
+            log_error("c2s %s: reload refused, keeping the running configuration: %s", srv->name, err);
+            config_free(ncfg);
+            return;
+        }
+    }
+    if (process_apply_log_level(ncfg, srv->config_path, srv->debug_forced) < 0) {
+        if (ctx) SSL_CTX_free(ctx);
+        config_free(ncfg);
+        return;
+    }
+    if (ctx) {
+        /* Streams already encrypted hold a reference to the old context. */
+        if (srv->tls_ctx) SSL_CTX_free(srv->tls_ctx);
+        srv->tls_ctx = ctx;
+    }
+    config *running = srv->cfg;
+    srv->cfg = ncfg;
+    load_limits(srv);
+    load_auth_settings(srv);
+    srv->cfg = running;
+    config_free(ncfg);
+    log_notice("c2s %s: configuration reloaded from %s (hosts, ports and the router link need a restart)",
+               srv->name, srv->config_path);
+}
+
+static double gauge_connections(void *ud) { return (double)((c2s *)ud)->nclients; }
+static double gauge_sessions(void *ud) { return (double)strmap_count(&((c2s *)ud)->clients_by_id); }
+static double gauge_resumable(void *ud) { return (double)strmap_count(&((c2s *)ud)->resumable); }
+static double gauge_addresses(void *ud) { return (double)strmap_count(&((c2s *)ud)->ips); }
+
+static int start_metrics(c2s *srv)
+{
+    int port = (int)config_int(srv->cfg, "metrics/port", 0);
+    if (port <= 0) return 0;
+    metrics_gauge_fn("switchboard_c2s_connections", "Client connections", NULL, gauge_connections, srv);
+    metrics_gauge_fn("switchboard_c2s_clients_by_id", "Connections and detached sessions known by id", NULL,
+                     gauge_sessions, srv);
+    metrics_gauge_fn("switchboard_c2s_resumable_sessions", "Sessions that can be resumed (XEP-0198)", NULL,
+                     gauge_resumable, srv);
+    metrics_gauge_fn("switchboard_c2s_client_addresses", "Distinct client addresses connected", NULL,
+                     gauge_addresses, srv);
+    return metrics_listen(srv->loop, config_str(srv->cfg, "metrics/address", "127.0.0.1"), port) < 0 ? -1 : 0;
 }
 
 static void on_loop_iteration_done(uv_check_t *h)
@@ -242,14 +324,10 @@ int main(int argc, char **argv)
     }
     log_open("c2s", opts.debug ? LOG_LVL_DEBUG : (log_level)lvl, config_bool(cfg, "log/syslog", 0));
 
-    srv.plain_without_tls = config_bool(cfg, "auth/plain-without-tls", 0);
-    srv.store_plaintext = config_bool(cfg, "auth/store-plaintext", 0);
-    srv.channel_binding = config_bool(cfg, "auth/channel-binding", 0);
-    srv.scram_iterations = (unsigned)config_int(cfg, "auth/scram-iterations", SCRAM_DEFAULT_ITERATIONS);
-    if (srv.scram_iterations < 1) srv.scram_iterations = SCRAM_DEFAULT_ITERATIONS;
-    srv.register_enabled = config_bool(cfg, "register/enabled", 0);
-    srv.register_per_ip_per_minute = (unsigned)config_int(cfg, "register/per-ip-per-minute", 3);
     srv.proxy_protocol = config_bool(cfg, "listen/proxy-protocol", 0);
+    srv.config_path = opts.config_path;
+    srv.debug_forced = opts.debug;
+    load_auth_settings(&srv);
     load_limits(&srv);
     random_bytes(srv.fake_salt_key, sizeof srv.fake_salt_key);
 
@@ -265,7 +343,7 @@ int main(int argc, char **argv)
     uv_check_start(&srv.ack_check, on_loop_iteration_done);
     uv_unref((uv_handle_t *)&srv.ack_check);
 
-    if (accounts_open(&srv) < 0 || session_link_start(&srv) < 0 ||
+    if (start_metrics(&srv) < 0 || accounts_open(&srv) < 0 || session_link_start(&srv) < 0 ||
         listener_start(&srv, config_str(cfg, "listen/address", "0.0.0.0"), (int)config_int(cfg, "listen/port", 5222),
                        tls_port, config_bool(cfg, "listen/reuseport", 0)) < 0) {
         rc = 1;
@@ -274,7 +352,7 @@ int main(int argc, char **argv)
                    srv.nhosts == 1 ? "" : "s", srv.tls_required ? "required" : "optional",
                    srv.register_enabled ? "open" : "closed");
         uv_timer_start(&srv.tick, on_tick, 1000, 1000);
-        process_signals_start(&loop, on_stop_signal, NULL, &srv);
+        process_signals_start(&loop, on_stop_signal, on_reload_signal, &srv);
         uv_run(&loop, UV_RUN_DEFAULT);
         process_signals_stop();
     }
@@ -285,6 +363,7 @@ int main(int argc, char **argv)
     listener_stop(&srv);
     if (srv.comp) component_free(srv.comp);
     accounts_close(&srv);
+    metrics_shutdown();
     process_loop_close(&loop);
     free_maps(&srv);
     buf_free(&srv.out);

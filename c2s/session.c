@@ -229,8 +229,12 @@ static void deliver(c2s *srv, const xnode *env, const xnode *inner)
     buf bytes = BUF_INIT;
     xml_write(&bytes, inner, NS_CLIENT);
     if (cl && (cl->state == CL_SESSION || cl->state == CL_DETACHED) && session_matches(cl, sid)) {
-        if (cl->state == CL_SESSION) client_write(cl, bytes.data, bytes.len);
-        sm_outgoing(cl, bytes.data, bytes.len);
+        if (cl->state == CL_SESSION && csi_hold(cl, inner, bytes.data, bytes.len)) {
+            /* held back while the client is inactive (csi.c) */
+        } else {
+            if (cl->state == CL_SESSION) client_write(cl, bytes.data, bytes.len);
+            sm_outgoing(cl, bytes.data, bytes.len);
+        }
     } else if (from && cid && sid) {
         log_debug("c2s %s: <%s/> for connection %s that is gone: handing it back", srv->name, inner->name, cid);
         session_hand_back(srv, strtoull(cid, NULL, 10), strtoull(sid, NULL, 10), from, bytes.data, bytes.len);

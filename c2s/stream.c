@@ -90,6 +90,7 @@ static void send_features(client *cl)
         buf_append_str(&f, "<bind xmlns='" NS_XMPP_BIND "'/>");
         buf_append_str(&f, "<session xmlns='" NS_XMPP_SESSION "'><optional/></session>");
         sm_features(cl, &f);
+        csi_features(cl, &f);
     }
     buf_append_str(&f, "</stream:features>");
     client_write(cl, f.data, f.len);
@@ -240,6 +241,7 @@ void client_free(client *cl)
     if (cl->throttled) rate_unthrottle(cl);
     for (unsigned i = 0; i < cl->nbacklog; i++) stanza_free(cl->backlog[i]);
     free(cl->backlog);
+    csi_free(cl);
     if (cl->sess) sm_session_free(srv, cl->sess);
     sasl_free(cl->sasl);
     if (cl->ipe) ip_entry_release(srv, cl->ipe);
@@ -498,6 +500,10 @@ static void dispatch(client *cl, stanza *st)
         sasl_handle(cl, st);
         return;
     }
+    if (!strcmp(ns, NS_CSI)) {
+        csi_handle(cl, st);
+        return;
+    }
     if (!strcmp(ns, NS_SM3)) {
         if (sm_handle(cl, st)) return;
     }
@@ -672,6 +678,7 @@ static void on_close(conn *c, const char *reason)
     c2s *srv = cl->srv;
     cl->c = NULL;
     log_info("c2s %s: client %" PRIu64 " (%s) disconnected: %s", srv->name, cl->id, client_label(cl), reason);
+    csi_detach(cl);
     if (cl->sess && cl->sess->sm_id && cl->state != CL_DETACHED) {
         /* A dropped connection (not a closed stream, not a stream error) may be resumed. */
         if (cl->state == CL_SESSION && !cl->clean_close && !srv->stopping && sm_detach(cl)) return;

@@ -1,5 +1,8 @@
 #include "common/process.h"
 
+#include "common/config.h"
+#include "common/log.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,4 +102,16 @@ void process_loop_close(uv_loop_t *loop)
     uv_walk(loop, close_walk, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
+}
+
+int process_apply_log_level(const config *cfg, const char *path, int debug_forced)
+{
+    const char *name = config_str(cfg, "log/level", "notice");
+    int lvl = log_level_parse(name);
+    if (lvl < 0) {
+        log_error("%s: log/level: unknown level '%s'", path, name);
+        return -1;
+    }
+    log_set_level(debug_forced ? LOG_LVL_DEBUG : (log_level)lvl);
+    return 0;
 }

@@ -19,6 +19,11 @@ typedef void (*process_signal_cb)(void *ud);
  * SIGPIPE is ignored. */
 void process_signals_start(uv_loop_t *loop, process_signal_cb on_stop, process_signal_cb on_reload, void *ud);
 void process_signals_stop(void);
+/* Apply log/level of a freshly (re)loaded config. Returns 0, or -1 (and
+ * logs) if the level is unknown. */
+struct config;
+int process_apply_log_level(const struct config *cfg, const char *path, int debug_forced);
+
 /* Close every handle still open on the loop, run it until they are gone,
  * and close the loop (so a shutdown leaves nothing behind). */
 void process_loop_close(uv_loop_t *loop);

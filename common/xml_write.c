@@ -178,12 +178,17 @@ static void serialize_node(buf *out, const xnode *el, const char *default_ns, sc
         return;
     }
     const char *ns = el->ns ? el->ns : "";
-    const char *prefix = usable_prefix(el->prefix) && *ns ? el->prefix : NULL;
+    /* An element in the XML namespace can only be written with the 'xml'
+     * prefix, which is bound everywhere and may never be declared. */
+    int in_xml_ns = strcmp(ns, NS_XML) == 0;
+    const char *prefix = in_xml_ns ? "xml" : usable_prefix(el->prefix) && *ns ? el->prefix : NULL;
     size_t mark = sc->n;
     buf_append_str(out, "<");
     if (prefix) buf_printf(out, "%s:", prefix);
     buf_append_str(out, el->name);
-    if (prefix) {
+    if (in_xml_ns) {
+        /* nothing to declare */
+    } else if (prefix) {
         const binding *b = scope_lookup(sc, prefix);
         if (!b || strcmp(b->uri, ns) != 0) {
             scope_push(sc, prefix, 0, ns);

@@ -33,7 +33,8 @@ typedef struct run {
     const char *other_ctx;
     int closed;
     int paused;           /* a handler returned XS_PAUSE in this feed */
-    size_t elements;
+    const uint8_t *input; /* all the stream bytes, to find each element's in */
+    size_t input_len;
 } run;
 
 static const char *const other_contexts[] = {"", NS_CLIENT, NS_SERVER, "urn:example:other"};
@@ -44,6 +45,22 @@ static int restarts_stream(const xnode *el)
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(el->name, names[i]) == 0) return 1;
     return 0;
+}
+
+/* Each element's span in the original bytes starts with its start tag and
+ * ends with '>'. */
+static void check_spans(const stanza *st, const xnode *el)
+{
+    FUZZ_CHECK(el->raw_len > 0 && (size_t)el->raw_off + el->raw_len <= st->raw_len,
+               "<%s> span %u+%u outside %zu bytes", el->name, el->raw_off, el->raw_len, st->raw_len);
+    const char *b = st->raw + el->raw_off;
+    size_t plen = el->prefix ? strlen(el->prefix) + 1 : 0, nlen = strlen(el->name);
+    FUZZ_CHECK(b[0] == '<' && b[el->raw_len - 1] == '>' && el->raw_len > plen + nlen &&
+                   (!el->prefix || (memcmp(b + 1, el->prefix, plen - 1) == 0 && b[plen] == ':')) &&
+                   memcmp(b + 1 + plen, el->name, nlen) == 0,
+               "span of <%s> is '%.*s'", el->name, (int)el->raw_len, b);
+    for (const xnode *c = el->children; c; c = c->next)
+        if (c->type == XNODE_ELEMENT) check_spans(st, c);
 }
 
 static void check_limits(const run *r, const stanza *st)
@@ -59,6 +76,11 @@ static void check_limits(const run *r, const stanza *st)
                st->raw_len, r->lim.max_stanza_bytes);
     FUZZ_CHECK(root->raw_off == 0 && root->raw_len == st->raw_len,
                "root span %u+%u, raw %zu", root->raw_off, root->raw_len, st->raw_len);
+    /* The original bytes are bytes of the input, in one piece, however it
+     * was cut into chunks. */
+    FUZZ_CHECK(memmem(r->input, r->input_len, st->raw, st->raw_len),
+               "the original bytes of <%s> are not in the input: '%.*s'", root->name, (int)st->raw_len, st->raw);
+    check_spans(st, root);
 }
 
 /* xml_write of an unchanged copy writes the same bytes as of the original. */
@@ -101,7 +123,6 @@ static xs_action on_open(void *ud, stanza *header)
 static xs_action on_element(void *ud, stanza *st)
 {
     run *r = ud;
-    r->elements++;
     check_limits(r, st);
     const char *ctx = xml_stream_default_ns(r->xs);
     if (!ctx) ctx = "";
@@ -135,6 +156,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *chunks = data + 3;
     data += HEADER_LEN;
     size -= HEADER_LEN;
+    r.input = data;
+    r.input_len = size;
 
     r.xs = xml_stream_new(&r.lim, &handler, &r);
     FUZZ_CHECK(r.xs, "xml_stream_new failed");
@@ -155,6 +178,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         FUZZ_CHECK(used <= n, "consumed %zu of %zu", used, n);
         if (r.paused) {
+            /* The element that paused ended in this chunk. */
+            FUZZ_CHECK(used > 0, "paused without consuming a byte");
             /* Feeding again without a reset must be refused. */
             size_t again;
             FUZZ_CHECK(xml_stream_feed(r.xs, (const char *)data + at + used, n - used, &again) != XML_OK,

@@ -31,8 +31,15 @@ static const config_key router_keys[] = {
     {NULL, 0, 0, NULL},
 };
 
+typedef struct router_app {
+    router r;
+    const char *config_path;
+    int debug_forced;
+} router_app;
+
 static void load_acls(router *r, const config *cfg)
 {
+    r->nacls = 0;
     for (const xnode *n = config_first(cfg, "component"); n; n = config_next(n)) r->nacls++;
     r->acls = calloc(r->nacls ? r->nacls : 1, sizeof *r->acls);
     if (!r->acls) abort();
@@ -55,6 +62,43 @@ static void free_acls(router *r)
     free(r->acls);
 }
 
+static void load_limits(router *r, const config *cfg)
+{
+    r->limits.max_stanza_bytes = (size_t)config_int(cfg, "limits/max-stanza-bytes", 1024 * 1024);
+    r->limits.handshake_timeout_ms = (unsigned)config_int(cfg, "limits/handshake-timeout", 10) * 1000u;
+    r->limits.write_high_water = (size_t)config_int(cfg, "limits/write-queue-high", 1024 * 1024);
+    r->limits.write_max = (size_t)config_int(cfg, "limits/write-queue-max", 64 * 1024 * 1024);
+}
+
+/* SIGHUP: the component list (names, secrets, trust), limits for new
+ * connections and the log level change without dropping any component. */
+static void on_reload_signal(void *ud)
+{
+    router_app *app = ud;
+    router *r = &app->r;
+    char err[512];
+    config *ncfg = config_load(app->config_path, "router", router_keys, err, sizeof err);
+    if (!ncfg) {
+        log_error("reload refused, keeping the running configuration: %s", err);
+        return;
+    }
+    if (process_apply_log_level(ncfg, app->config_path, app->debug_forced) < 0) {
+        config_free(ncfg);
+        return;
+    }
+    free_acls(r);
+    load_acls(r, ncfg);
+    load_limits(r, ncfg);
+    /* Connections still in their handshake look their entry up again. */
+    for (rclient *rc = r->clients; rc; rc = rc->next)
+        if (rc->state == RC_HANDSHAKE && rc->name) {
+            rc->acl = route_find_acl(r, rc->name);
+            if (!rc->acl) rclient_stream_error(rc, "host-unknown", "this component is no longer configured");
+        }
+    config_free(ncfg);
+    log_notice("configuration reloaded from %s: %zu component entries", app->config_path, r->nacls);
+}
+
 static void on_stopped(router *r)
 {
     log_notice("all components disconnected; router stopped");
@@ -63,7 +107,7 @@ static void on_stopped(router *r)
 
 static void on_stop_signal(void *ud)
 {
-    router *r = ud;
+    router *r = &((router_app *)ud)->r;
     if (r->stopping) {
         log_warn("second stop signal: exiting now");
         uv_stop(r->loop);
@@ -101,35 +145,35 @@ int main(int argc, char **argv)
 
     uv_loop_t loop;
     uv_loop_init(&loop);
-    router r;
-    memset(&r, 0, sizeof r);
-    r.loop = &loop;
-    r.limits.max_stanza_bytes = (size_t)config_int(cfg, "limits/max-stanza-bytes", 1024 * 1024);
-    r.limits.handshake_timeout_ms = (unsigned)config_int(cfg, "limits/handshake-timeout", 10) * 1000u;
-    r.limits.write_high_water = (size_t)config_int(cfg, "limits/write-queue-high", 1024 * 1024);
-    r.limits.write_max = (size_t)config_int(cfg, "limits/write-queue-max", 64 * 1024 * 1024);
-    load_acls(&r, cfg);
+    router_app app;
+    memset(&app, 0, sizeof app);
+    app.config_path = opts.config_path;
+    app.debug_forced = opts.debug;
+    router *rt = &app.r;
+    rt->loop = &loop;
+    load_limits(rt, cfg);
+    load_acls(rt, cfg);
 
     int rc = 0;
-    if (router_start(&r, config_str(cfg, "listen/address", "127.0.0.1"), (int)config_int(cfg, "listen/port", 5347)) < 0) {
+    if (router_start(rt, config_str(cfg, "listen/address", "127.0.0.1"), (int)config_int(cfg, "listen/port", 5347)) < 0) {
         rc = 1;
     } else {
         int metrics_port = (int)config_int(cfg, "metrics/port", 0);
         if (metrics_port > 0) {
-            router_metrics_init(&r);
+            router_metrics_init(rt);
             if (metrics_listen(&loop, config_str(cfg, "metrics/address", "127.0.0.1"), metrics_port) < 0) rc = 1;
         }
     }
     if (rc == 0) {
-        process_signals_start(&loop, on_stop_signal, NULL, &r);
+        process_signals_start(&loop, on_stop_signal, on_reload_signal, &app);
         uv_run(&loop, UV_RUN_DEFAULT);
     }
     metrics_shutdown();
     process_loop_close(&loop);
-    strmap_free(&r.routes);
-    strmap_free(&r.known);
-    buf_free(&r.out);
-    free_acls(&r);
+    strmap_free(&rt->routes);
+    strmap_free(&rt->known);
+    buf_free(&rt->out);
+    free_acls(rt);
     config_free(cfg);
     log_close();
     return rc;

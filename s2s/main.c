@@ -6,6 +6,7 @@
 #include "common/config.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/process.h"
 #include "common/tls.h"
 #include "s2s/s2s.h"
@@ -19,6 +20,9 @@ static const config_key s2s_keys[] = {
     {"log", CFG_SECTION, 0, "logging"},
     {"log/level", CFG_STRING, 0, "error, warn, notice, info or debug (default notice)"},
     {"log/syslog", CFG_FLAG, 0, "log to syslog instead of stderr"},
+    {"metrics", CFG_SECTION, 0, "Prometheus metrics endpoint"},
+    {"metrics/address", CFG_STRING, 0, "address of the metrics endpoint (default 127.0.0.1)"},
+    {"metrics/port", CFG_INT, 0, "port of the metrics endpoint; 0 or absent: off"},
     {"database", CFG_SECTION, 0, "not used by s2s (accepted so every process shares the same paths)"},
     {"database/conninfo", CFG_SECRET, 0, "not used by s2s"},
     {"hosts", CFG_SECTION, 0, "the domains served here"},
@@ -242,10 +246,45 @@ static void free_all(s2s *s)
     buf_free(&s->keybuf);
 }
 
+static double gauge_incoming(void *ud) { return (double)((s2s *)ud)->nins; }
+static double gauge_routes(void *ud) { return (double)strmap_count(&((s2s *)ud)->routes); }
+static double gauge_conns(void *ud) { return (double)((s2s *)ud)->open_conns; }
+
+static int start_metrics(s2s *s, const config *cfg)
+{
+    int port = (int)config_int(cfg, "metrics/port", 0);
+    if (port <= 0) return 0;
+    metrics_gauge_fn("switchboard_s2s_incoming_streams", "Streams from other servers", NULL, gauge_incoming, s);
+    metrics_gauge_fn("switchboard_s2s_domain_pairs", "Local/remote domain pairs with a route", NULL, gauge_routes, s);
+    metrics_gauge_fn("switchboard_s2s_connections", "Server connections open", NULL, gauge_conns, s);
+    return metrics_listen(s->loop, config_str(cfg, "metrics/address", "127.0.0.1"), port) < 0 ? -1 : 0;
+}
+
+static const char *reload_path;
+static int reload_debug;
+
+/* SIGHUP: the log level changes in place; everything else needs a restart
+ * (connections to other servers would have to be renegotiated). */
+static void on_reload_signal(void *ud)
+{
+    (void)ud;
+    char err[512];
+    config *ncfg = config_load(reload_path, "s2s", s2s_keys, err, sizeof err);
+    if (!ncfg) {
+        log_error("reload refused, keeping the running configuration: %s", err);
+        return;
+    }
+    if (process_apply_log_level(ncfg, reload_path, reload_debug) == 0)
+        log_notice("log level reloaded from %s (other settings need a restart)", reload_path);
+    config_free(ncfg);
+}
+
 int main(int argc, char **argv)
 {
     process_opts opts;
     process_parse_args(argc, argv, "s2s", &opts);
+    reload_path = opts.config_path;
+    reload_debug = opts.debug;
     log_open("s2s", opts.debug ? LOG_LVL_DEBUG : LOG_LVL_NOTICE, 0);
 
     char err[512];
@@ -302,6 +341,7 @@ int main(int argc, char **argv)
     }
     int port = (int)config_int(cfg, "listen/port", S2S_DEFAULT_PORT);
     if (rc == 0 && port > 0 && listener_start(&s, config_str(cfg, "listen/address", "0.0.0.0"), port) < 0) rc = 1;
+    if (rc == 0 && start_metrics(&s, cfg) < 0) rc = 1;
     const char *name = opts.name ? opts.name : config_str(cfg, "router/name", "s2s");
     if (rc == 0 &&
         router_link_start(&s, name, router_secret ? router_secret : "", config_str(cfg, "router/host", "127.0.0.1"),
@@ -318,7 +358,7 @@ int main(int argc, char **argv)
         if (every < 250) every = 250;
         if (every > 30000) every = 30000;
         uv_timer_start(&s.sweep, sweep_cb, every, every);
-        process_signals_start(&loop, on_stop_signal, NULL, &s);
+        process_signals_start(&loop, on_stop_signal, on_reload_signal, &s);
         log_notice("s2s: started for %zu domain(s)", s.nhosts);
         uv_run(&loop, UV_RUN_DEFAULT);
         process_signals_stop();
@@ -330,6 +370,7 @@ int main(int argc, char **argv)
     }
     resolver_free(s.res);
     if (s.comp) component_free(s.comp);
+    metrics_shutdown();
     process_loop_close(&loop);
     free_all(&s);
     config_free(cfg);

@@ -8,6 +8,7 @@
 #include "common/crypto.h"
 #include "common/jid.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/process.h"
 #include "sm/module.h"
 #include "sm/sm.h"
@@ -22,6 +23,9 @@ static const config_key sm_keys[] = {
     {"log", CFG_SECTION, 0, "logging"},
     {"log/level", CFG_STRING, 0, "error, warn, notice, info or debug (default notice)"},
     {"log/syslog", CFG_FLAG, 0, "log to syslog instead of stderr"},
+    {"metrics", CFG_SECTION, 0, "Prometheus metrics endpoint"},
+    {"metrics/address", CFG_STRING, 0, "address of the metrics endpoint (default 127.0.0.1)"},
+    {"metrics/port", CFG_INT, 0, "port of the metrics endpoint; 0 or absent: off"},
     {"database", CFG_SECTION, 0, "PostgreSQL"},
     {"database/conninfo", CFG_SECRET, CFG_REQUIRED, "libpq connection string (value, file:/path or env:NAME)"},
     {"database/connections", CFG_INT, 0, "connections in the pool (default 2)"},
@@ -43,6 +47,9 @@ static const config_key sm_keys[] = {
 };
 
 typedef struct app {
+    const char *config_path;
+    const config_key *keys;
+    int debug_forced;
     uv_loop_t loop;
     sm sm;
     component *comp;
@@ -53,8 +60,8 @@ typedef struct app {
 static void on_component_stopped(component *c, void *ud)
 {
     (void)c;
-    app *a = ud;
-    uv_stop(&a->loop);
+    sm *s = ud;   /* the component's user data is the sm (component_new below) */
+    uv_stop(s->loop);
 }
 
 static void on_stop_signal(void *ud)
@@ -81,6 +88,49 @@ static unsigned limit(const config *cfg, const char *path, long long def, long l
     if (v < 0) v = 0;
     if (v > max) v = max;
     return (unsigned)v;
+}
+
+static void load_limits(sm_limits *l, const config *cfg)
+{
+    l->max_roster_items = limit(cfg, "limits/max-roster-items", 1000, 1000000);
+    l->offline_quota = limit(cfg, "limits/offline-quota", 1000, 1000000);
+    l->max_sessions = limit(cfg, "limits/max-sessions-per-user", 10, 100000);
+    l->max_queue = limit(cfg, "limits/max-queue-per-user", 1000, 1000000);
+    l->max_item_name_bytes = limit(cfg, "limits/max-item-name-bytes", 1023, 65536);
+    l->max_groups = limit(cfg, "limits/max-groups-per-item", 64, 10000);
+    l->max_group_bytes = limit(cfg, "limits/max-group-name-bytes", 1023, 65536);
+}
+
+/* SIGHUP: log level and limits change in place; hosts, the database and
+ * the modules need a restart. A config that does not validate is refused. */
+static void on_reload_signal(void *ud)
+{
+    app *a = ud;
+    char err[512];
+    config *ncfg = config_load(a->config_path, "sm", a->keys, err, sizeof err);
+    if (!ncfg) {
+        log_error("reload refused, keeping the running configuration: %s", err);
+        return;
+    }
+    if (process_apply_log_level(ncfg, a->config_path, a->debug_forced) == 0) {
+        load_limits(&a->sm.limits, ncfg);
+        log_notice("configuration reloaded from %s (hosts, database and modules need a restart)", a->config_path);
+    }
+    config_free(ncfg);
+}
+
+static double gauge_sessions(void *ud) { return (double)strmap_count(&((sm *)ud)->sessions); }
+static double gauge_users(void *ud) { return (double)strmap_count(&((sm *)ud)->users); }
+static double gauge_db_ready(void *ud) { return ((sm *)ud)->db && storage_ready(((sm *)ud)->db) ? 1 : 0; }
+
+static int start_metrics(sm *s, const config *cfg)
+{
+    int port = (int)config_int(cfg, "metrics/port", 0);
+    if (port <= 0) return 0;
+    metrics_gauge_fn("switchboard_sm_sessions", "Sessions", NULL, gauge_sessions, s);
+    metrics_gauge_fn("switchboard_sm_users_loaded", "Users held in memory (rosters loaded)", NULL, gauge_users, s);
+    metrics_gauge_fn("switchboard_sm_database_ready", "1 when the database is reachable", NULL, gauge_db_ready, s);
+    return metrics_listen(s->loop, config_str(cfg, "metrics/address", "127.0.0.1"), port) < 0 ? -1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -159,13 +209,10 @@ int main(int argc, char **argv)
         }
         a.sm.hosts[a.sm.nhosts++] = d;
     }
-    a.sm.limits.max_roster_items = limit(cfg, "limits/max-roster-items", 1000, 1000000);
-    a.sm.limits.offline_quota = limit(cfg, "limits/offline-quota", 1000, 1000000);
-    a.sm.limits.max_sessions = limit(cfg, "limits/max-sessions-per-user", 10, 100000);
-    a.sm.limits.max_queue = limit(cfg, "limits/max-queue-per-user", 1000, 1000000);
-    a.sm.limits.max_item_name_bytes = limit(cfg, "limits/max-item-name-bytes", 1023, 65536);
-    a.sm.limits.max_groups = limit(cfg, "limits/max-groups-per-item", 64, 10000);
-    a.sm.limits.max_group_bytes = limit(cfg, "limits/max-group-name-bytes", 1023, 65536);
+    load_limits(&a.sm.limits, cfg);
+    a.config_path = opts.config_path;
+    a.keys = keys;
+    a.debug_forced = opts.debug;
 
     storage_config scfg;
     memset(&scfg, 0, sizeof scfg);
@@ -180,7 +227,7 @@ int main(int argc, char **argv)
         rc = 1;
         goto out_hosts;
     }
-    if (sm_init(&a.sm, &a.loop, cfg) < 0) {
+    if (sm_init(&a.sm, &a.loop, cfg) < 0 || start_metrics(&a.sm, cfg) < 0) {
         rc = 1;
         storage_free(a.db);
         goto out_loop;
@@ -198,7 +245,7 @@ int main(int argc, char **argv)
     component_start(a.comp);
     log_notice("sm %s starting: %zu hosted domains, %zu modules", name, a.sm.nhosts, a.sm.nmodules);
 
-    process_signals_start(&a.loop, on_stop_signal, NULL, &a);
+    process_signals_start(&a.loop, on_stop_signal, on_reload_signal, &a);
     uv_run(&a.loop, UV_RUN_DEFAULT);
     process_signals_stop();
     if (!a.stopping) {
@@ -207,6 +254,7 @@ int main(int argc, char **argv)
     }
     component_free(a.comp);
     sm_free(&a.sm);
+    metrics_shutdown();
     log_notice("sm stopped");
 out_loop:
     process_loop_close(&a.loop);

@@ -64,6 +64,9 @@ static void disco_info(sm_iq *iq)
     } else {
         add_identity(q, "account", "registered", NULL);
         for (size_t i = 0; i < s->nmodules; i++)
+            for (const sm_identity *id = s->modules[i]->account_identities; id && id->category; id++)
+                add_identity(q, id->category, id->type, id->name);
+        for (size_t i = 0; i < s->nmodules; i++)
             for (const char *const *f = s->modules[i]->account_features; f && *f; f++) add_feature(q, *f);
     }
     sm_iq_reply(iq, r);
@@ -82,6 +85,13 @@ static void disco_items(sm_iq *iq)
     if (iq->target == SM_IQ_ACCOUNT && !may_see_account(iq)) {
         sm_iq_error(iq, "service-unavailable", NULL);
         return;
+    }
+    if (iq->target == SM_IQ_ACCOUNT) {
+        for (size_t i = 0; i < iq->sm->nmodules; i++)
+            if (iq->sm->modules[i]->account_items) {
+                iq->sm->modules[i]->account_items(iq);
+                return;
+            }
     }
     stanza *r = sm_iq_result(iq->st->root);
     xnode_add_child(r->root, "query", NS_DISCO_ITEMS);

@@ -173,6 +173,11 @@ static void on_fetched(void *ud, storage_status status, const offline_row *rows,
             if (st) stanza_free(st);
             continue;
         }
+        if (!privacy_allows(u, c->sess, st->root, 1)) {
+            /* Stored before its sender was blocked: still not delivered. */
+            stanza_free(st);
+            continue;
+        }
         xnode *ex = xnode_child(st->root, "x", NS_X_EXPIRE);
         if (ex && r->expire_at) {
             char secs[32];

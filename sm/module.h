@@ -85,6 +85,26 @@ struct sm_module {
     const config_key *config_keys;
     /* Off unless the config enables it (default: on). */
     int off_by_default;
+    /* User u is coming into memory (before its first work runs): a module
+     * that keeps data about users starts loading it here, calling
+     * sm_user_load_begin(u) before the request and sm_user_load_end(u, st)
+     * in its callback. The user's queue waits for every load; a load that
+     * fails fails the user like a roster that cannot be loaded. */
+    void (*user_loading)(sm_user *u);
+    /* User u leaves memory (also at shutdown): free the module's data about it. */
+    void (*user_unloading)(sm_user *u);
+    /* Presence the server routes from local user u (its 'from' is u's bare
+     * or full JID) outside the user's own out_stanza path: broadcasts,
+     * unavailable presence, probes and their answers, subscription stanzas.
+     * SM_DONE: the module consumed (dropped) it. */
+    sm_hook_rc (*presence_from_user)(sm_user *u, stanza *st);
+    /* Identities of an account (disco#info to a bare JID, XEP-0030), ends
+     * with {NULL}; or NULL. */
+    const sm_identity *account_identities;
+    /* disco#items of an account (no node), for a requester mod_disco lets
+     * see the account: the first module that has this hook answers the iq
+     * (now or later, with sm_iq_reply / sm_iq_error). */
+    void (*account_items)(sm_iq *iq);
 };
 
 /* The module's config section (<modules><NAME>), or NULL when there is
@@ -96,6 +116,10 @@ int sm_module_on(const sm *s, const char *module_name);
  * for every module in the table. Free with sm_config_keys_free. */
 config_key *sm_config_keys(const config_key *base);
 void sm_config_keys_free(config_key *keys);
+
+/* Module loads of a user (see user_loading above). */
+void sm_user_load_begin(sm_user *u);
+void sm_user_load_end(sm_user *u, storage_status st);
 
 /* The module table (sm/modules.c). */
 extern const sm_module *const sm_modules[];
@@ -139,6 +163,14 @@ void presence_send_unavailable(sm_user *u, const char *to);
  * durable; answers the sender with an error when it cannot be stored.
  * Takes ownership of st. Holds the user's queue meanwhile. */
 void offline_store_message(sm_user *u, stanza *st);
+
+/* mod_privacy.c */
+/* Do u's privacy lists (and blocklist) let stanza through? inbound: a
+ * stanza for u (checked against its 'from'), else one from u (its 'to').
+ * sess: the session it is for or from (its active list, else the default
+ * list), or NULL for the user as a whole (the default list: offline
+ * delivery, ...). 1 when allowed (always, when the module is off). */
+int privacy_allows(sm_user *u, sm_session *sess, const xnode *stanza, int inbound);
 
 /* mod_message.c */
 /* Deliver a message addressed to u's bare JID by the rules of RFC 6121

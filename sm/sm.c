@@ -13,6 +13,7 @@
 #include "common/stanza_error.h"
 #include "common/xml_stream.h"
 #include "common/xml_write.h"
+#include "sm/admin.h"
 #include "sm/module.h"
 #include "storage/accounts.h"
 
@@ -296,8 +297,16 @@ static void work_free(sm_work *w)
     free(w);
 }
 
+static void mods_user_unloading(sm_user *u)
+{
+    sm *s = u->sm;
+    for (size_t i = 0; i < s->nmodules; i++)
+        if (s->modules[i]->user_unloading) s->modules[i]->user_unloading(u);
+}
+
 static void user_free(sm_user *u)
 {
+    mods_user_unloading(u);
     sm_work *w = u->qhead;
     while (w) {
         sm_work *n = w->next;
@@ -323,12 +332,13 @@ static void user_maybe_free(sm_user *u)
 static void load_done(sm_user *u)
 {
     if (--u->load_pending > 0) return;
-    if (u->load_exists == STORAGE_NOT_FOUND || u->load_roster == STORAGE_NOT_FOUND) {
+    if (u->load_exists == STORAGE_NOT_FOUND || u->load_roster == STORAGE_NOT_FOUND ||
+        u->load_modules == STORAGE_NOT_FOUND) {
         u->state = USER_MISSING;
         roster_clear(u);
-    } else if (u->load_exists != STORAGE_OK || u->load_roster != STORAGE_OK) {
-        log_warn("user %s: loading failed (%s / %s)", u->bare, storage_status_string(u->load_exists),
-                 storage_status_string(u->load_roster));
+    } else if (u->load_exists != STORAGE_OK || u->load_roster != STORAGE_OK || u->load_modules != STORAGE_OK) {
+        log_warn("user %s: loading failed (%s / %s / %s)", u->bare, storage_status_string(u->load_exists),
+                 storage_status_string(u->load_roster), storage_status_string(u->load_modules));
         u->state = USER_FAILED;
         roster_clear(u);
     } else {
@@ -337,6 +347,14 @@ static void load_done(sm_user *u)
                   u->roster_version);
     }
     sm_user_release(u);
+}
+
+void sm_user_load_begin(sm_user *u) { u->load_pending++; }
+
+void sm_user_load_end(sm_user *u, storage_status st)
+{
+    if (st != STORAGE_OK && u->load_modules == STORAGE_OK) u->load_modules = st;
+    load_done(u);
 }
 
 static void on_exists(void *ud, storage_status st)
@@ -372,6 +390,8 @@ static sm_user *user_get(sm *s, const char *node, const char *domain, int create
     strmap_put(&s->users, u->bare, u);
     account_exists(s->db, domain, node, on_exists, u);
     roster_load(s->db, domain, node, on_roster_loaded, u);
+    for (size_t i = 0; i < s->nmodules; i++)
+        if (s->modules[i]->user_loading) s->modules[i]->user_loading(u);
     return u;
 }
 
@@ -471,6 +491,7 @@ static void do_start(sm_user *u, sm_work *w)
     u->sessions = sess;
     u->nsessions++;
     strmap_put(&s->sessions, sess->id_str, sess);
+    sess->started = time(NULL);
     log_info("session %s started: %s on %s/%s", sess->id_str, sess->full, sess->c2s, sess->c2s_id);
     send_control(s, sess->c2s, u->domain, sess->c2s_id, sess->id_str, "started", sess->full, NULL, NULL);
     mods_session_started(s, sess);
@@ -652,6 +673,25 @@ static void process_in(sm_user *u, stanza *st, int returned, sm_session *skip)
     }
 }
 
+/* Presence from a local user in memory: the modules' presence_from_user
+ * hooks. 1 when one of them consumed it. */
+static int presence_from_user(sm *s, stanza *st)
+{
+    const char *from = xnode_attr(st->root, "from");
+    const char *at = from ? strchr(from, '@') : NULL;
+    if (!at) return 0;
+    char bare[2 * JID_PART_MAX + 4];
+    size_t n = strcspn(from, "/");
+    if (n >= sizeof bare) return 0;
+    memcpy(bare, from, n);
+    bare[n] = 0;
+    sm_user *u = sm_user_find(s, bare);   /* 'from' of what the sm routes is prepared */
+    if (!u || u->state != USER_READY) return 0;
+    for (size_t i = 0; i < s->nmodules; i++)
+        if (s->modules[i]->presence_from_user && s->modules[i]->presence_from_user(u, st) == SM_DONE) return 1;
+    return 0;
+}
+
 void sm_route(sm *s, stanza *st)
 {
     if (s->stopping) {
@@ -670,6 +710,10 @@ void sm_route(sm *s, stanza *st)
         return;
     }
     if (strcmp(j.full, to)) xnode_set_attr(el, "to", j.full);
+    if (!strcmp(el->name, "presence") && presence_from_user(s, st)) {
+        jid_free(&j);
+        return;
+    }
     if (!sm_is_local(s, j.domain)) {
         /* Out through the router: s2s, another component, or a bounce. */
         sm_stanza_set_ns(el, NS_CLIENT, NS_COMPONENT);
@@ -761,6 +805,8 @@ static void end_session_later(sm_session *sess, const char *reason)
     user_enqueue(sess->user, w);
 }
 
+void sm_session_end_later(sm_session *sess, const char *reason) { end_session_later(sess, reason); }
+
 static void handle_session_control(sm *s, const xnode *route, const xnode *ctl)
 {
     const char *action = xnode_attr(ctl, "action");
@@ -833,6 +879,11 @@ static void handle_route(sm *s, stanza *env)
         stanza *st = stanza_from_node(child);
         stanza_free(env);
         handed_back(s, st, sess);
+        return;
+    }
+    if (child->ns && !strcmp(child->ns, NS_SB_ADMIN)) {
+        sm_admin_request(s, route, child);   /* sm/admin.c */
+        stanza_free(env);
         return;
     }
     if (child->ns && !strcmp(child->ns, NS_SB_SESSION)) {
@@ -1021,6 +1072,15 @@ void sm_shutdown(sm *s)
 
 void sm_free(sm *s)
 {
+    /* The modules forget their users while they are still there. They may
+     * change the user table meanwhile, so walk a copy of it. */
+    size_t nusers = strmap_count(&s->users), k = 0, upos = 0;
+    sm_user **users = xcalloc(nusers ? nusers : 1, sizeof *users);
+    const char *ukey;
+    void *uval;
+    while (k < nusers && strmap_next(&s->users, &upos, &ukey, &uval)) users[k++] = uval;
+    for (size_t i = 0; i < k; i++) mods_user_unloading(users[i]);
+    free(users);
     for (size_t i = 0; i < s->nmodules; i++)
         if (s->modules[i]->shutdown) s->modules[i]->shutdown(s);
     free(s->modules);

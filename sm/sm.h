@@ -62,6 +62,7 @@ struct sm_session {
     sm_session *next;
     int available;              /* sent available presence (and not unavailable since) */
     int priority;
+    time_t started;             /* when it started (switchboardctl sessions) */
     stanza *presence;           /* last available presence broadcast, or NULL */
     int interested;             /* requested the roster: gets pushes */
     strmap directed;            /* JIDs that got directed available presence */
@@ -84,6 +85,7 @@ struct sm_user {
     size_t qlen;
     int busy;                   /* requests in flight that hold the queue */
     int running;                /* inside user_run */
+    storage_status load_modules;    /* the modules' loads (user_loading): the first failure */
 };
 
 struct sm {

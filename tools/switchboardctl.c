@@ -1,7 +1,9 @@
 /* switchboardctl: the admin command. Accounts, the database schema and a
- * self-signed certificate. It talks to PostgreSQL directly (blocking libpq)
+ * self-signed certificate: it talks to PostgreSQL directly (blocking libpq)
  * with the same statements and secret derivation as the servers
- * (storage/accounts_sql.h). Exit status: 0 ok, 1 failure, 2 usage. */
+ * (storage/accounts_sql.h). Sessions, kick, status and announce: it joins
+ * the router as a trusted component and asks the sm (tools/ctl_admin.c,
+ * docs/admin-protocol.md). Exit status: 0 ok, 1 failure, 2 usage. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -20,6 +22,7 @@
 #include "common/tls.h"
 #include "storage/accounts_sql.h"
 #include "storage/storage.h"
+#include "tools/ctl_admin.h"
 #include "tools/ctl_config.h"
 
 #define PASSWORD_MAX 1024
@@ -37,14 +40,29 @@ static const char usage_text[] =
     "  tls-selfsigned CERT KEY NAMES  write a self-signed certificate and its key\n"
     "                               (NAMES: comma-separated DNS names, the first is the CN)\n"
     "\n"
+    "commands for a running server (through the router, with the internal secret):\n"
+    "  sessions [DOMAIN]            online sessions, one a line: full JID, c2s, priority,\n"
+    "                               available|unavailable, connected since (UTC), tab-separated\n"
+    "  kick JID                     end the session (full JID) or every session (bare JID) of a user\n"
+    "  status                       the router, every name online there, sessions per c2s\n"
+    "  announce [MESSAGE...]        a headline message from the domain to every online session\n"
+    "                               (MESSAGE from the arguments, or standard input when omitted or '-')\n"
+    "\n"
     "options:\n"
     "  --db CONNINFO         the database (libpq connection string; env:NAME and file:PATH work)\n"
-    "  -c, --config FILE     take the database from a process's configuration (database/conninfo)\n"
-    "                        default: the environment variable SWITCHBOARD_DB\n"
+    "  -c, --config FILE     a process's configuration: for database commands the database\n"
+    "                        (database/conninfo; default: the environment variable SWITCHBOARD_DB);\n"
+    "                        for server commands the router's address and the internal secret\n"
+    "                        (router/host, router/port, router/secret; default 127.0.0.1:5347 and\n"
+    "                        SWITCHBOARD_INTERNAL_SECRET) and the domains (hosts/host)\n"
     "  --iterations N        SCRAM iterations for new passwords (default 4096)\n"
     "  --store-plaintext     also store the password in clear (for legacy digest authentication)\n"
     "  --migrations DIR      the migrations directory (default: the installed or source one)\n"
     "  --days N              validity of the self-signed certificate (default 365)\n"
+    "  --router HOST:PORT    the router's address (overrides the configuration)\n"
+    "  --domain D            the domain for sessions/status/announce (default: every hosts/host)\n"
+    "  --json                JSON lines instead of tab-separated text\n"
+    "  --timeout SECONDS     how long to wait for the router and the sm (default 10)\n"
     "  -h, --help            this help\n"
     "Options may come anywhere; after '--' nothing is an option (for a password starting with '-').\n";
 
@@ -90,6 +108,7 @@ typedef struct {
     int store_plaintext;
     unsigned days;
     char *conninfo;   /* resolved */
+    ctl_admin_opts admin;
 } ctl_opts;
 
 static int resolve_conninfo(ctl_opts *o)
@@ -327,7 +346,7 @@ static int parse_uint(const char *opt, const char *arg, unsigned min, unsigned m
 
 static int run(int argc, char **argv, ctl_opts *o)
 {
-    enum { OPT_DB = 256, OPT_ITER, OPT_PLAIN, OPT_MIGR, OPT_DAYS };
+    enum { OPT_DB = 256, OPT_ITER, OPT_PLAIN, OPT_MIGR, OPT_DAYS, OPT_ROUTER, OPT_DOMAIN, OPT_JSON, OPT_TIMEOUT };
     static const struct option longopts[] = {
         {"db", required_argument, NULL, OPT_DB},
         {"config", required_argument, NULL, 'c'},
@@ -335,6 +354,10 @@ static int run(int argc, char **argv, ctl_opts *o)
         {"store-plaintext", no_argument, NULL, OPT_PLAIN},
         {"migrations", required_argument, NULL, OPT_MIGR},
         {"days", required_argument, NULL, OPT_DAYS},
+        {"router", required_argument, NULL, OPT_ROUTER},
+        {"domain", required_argument, NULL, OPT_DOMAIN},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -351,6 +374,12 @@ static int run(int argc, char **argv, ctl_opts *o)
         case OPT_MIGR: o->migrations = optarg; break;
         case OPT_DAYS:
             if ((rc = parse_uint("--days", optarg, 1, 36500, &o->days)) != 0) return rc;
+            break;
+        case OPT_ROUTER: o->admin.router = optarg; break;
+        case OPT_DOMAIN: o->admin.domain = optarg; break;
+        case OPT_JSON: o->admin.json = 1; break;
+        case OPT_TIMEOUT:
+            if ((rc = parse_uint("--timeout", optarg, 1, 3600, &o->admin.timeout_s)) != 0) return rc;
             break;
         case 'h':
             fputs(usage_text, stdout);
@@ -382,6 +411,10 @@ static int run(int argc, char **argv, ctl_opts *o)
         if (n == 2 && strcmp(a[1], "status") == 0) return db_status(o);
         return usage_error("usage: db migrate | db status");
     }
+    if (ctl_admin_is_command(a[0])) {
+        o->admin.config = o->config;
+        return ctl_admin_run(&o->admin, n, a);
+    }
     if (strcmp(a[0], "tls-selfsigned") == 0) {
         if (n == 4) return tls_selfsigned(o, a[1], a[2], a[3]);
         return usage_error("usage: tls-selfsigned CERT KEY NAMES");
@@ -391,7 +424,7 @@ static int run(int argc, char **argv, ctl_opts *o)
 
 int main(int argc, char **argv)
 {
-    ctl_opts o = {.iterations = SCRAM_DEFAULT_ITERATIONS, .days = 365};
+    ctl_opts o = {.iterations = SCRAM_DEFAULT_ITERATIONS, .days = 365, .admin = {.timeout_s = 10}};
     int rc = run(argc, argv, &o);
     if (o.conninfo) {
         crypto_wipe(o.conninfo, strlen(o.conninfo));

@@ -75,8 +75,21 @@ def test_switchboard_up_serves_real_clients_and_ctrl_c_stops_it(tmp_path):
                         raise
                     await asyncio.sleep(0.5)
             await register_account("frank@localhost", "pw-frank", c2s)
-            erin = await Client("erin@localhost/laptop", "pw-erin", c2s).start()
-            frank = await Client("frank@localhost/phone", "pw-frank", c2s).start()
+
+            async def login(jid, pw):
+                # Either c2s may take the connection; one still connecting to
+                # the database answers temporary-auth-failure: try again.
+                for attempt in range(60):
+                    client = Client(jid, pw, c2s)
+                    try:
+                        return await client.start(timeout=10)
+                    except (AssertionError, asyncio.TimeoutError):
+                        await client.stop()
+                        if attempt == 59:
+                            raise
+                        await asyncio.sleep(0.5)
+            erin = await login("erin@localhost/laptop", "pw-erin")
+            frank = await login("frank@localhost/phone", "pw-frank")
             erin.send_message(mto="frank@localhost/phone", mbody="up and running", mtype="chat")
             msg = await frank.next_message()
             assert msg["body"] == "up and running" and str(msg["from"]) == "erin@localhost/laptop"
@@ -100,3 +113,23 @@ def test_switchboard_up_serves_real_clients_and_ctrl_c_stops_it(tmp_path):
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
         log.close()
+
+
+def test_meson_install_puts_everything_in_place(tmp_path):
+    """Packaging basics: binaries, configs, SQL migrations, man pages, docs."""
+    dest = tmp_path / "root"
+    out = subprocess.run(["meson", "install", "-C", BUILD, "--destdir", str(dest), "--no-rebuild"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    files = {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()}
+    prefix = subprocess.run(["meson", "introspect", "--buildoptions", BUILD], capture_output=True, text=True)
+    import json
+    opts = {o["name"]: o["value"] for o in json.loads(prefix.stdout)}
+    pre = opts["prefix"].lstrip("/")
+    for exe in ("switchboard-router", "switchboard-c2s", "switchboard-sm", "switchboard-s2s", "switchboardctl"):
+        assert f"{pre}/bin/{exe}" in files
+        assert f"{pre}/share/man/man8/{exe}.8" in files
+    for cfg in ("router", "c2s", "sm", "s2s"):
+        assert any(f.endswith(f"switchboard/{cfg}.xml") for f in files), cfg
+    assert f"{pre}/share/switchboard/migrations/001_initial.sql" in files
+    assert f"{pre}/share/doc/switchboard/router-protocol.md" in files

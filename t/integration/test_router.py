@@ -425,3 +425,31 @@ def test_stanzas_in_client_or_server_namespace_are_routed_too(router):
     assert b.next_stanza().get("id") == "s1"
     a.send("<message xmlns='urn:example:other' from='u@a.example' to='v@b.example'/>")
     assert stream_error_condition(a.next_stanza()) == "unsupported-stanza-type"
+
+
+def test_sighup_reloads_components_without_dropping_connections(router):
+    """A new component entry takes effect on SIGHUP; connected components stay;
+    a broken config is refused and the running one kept."""
+    r = router(COMPONENTS)
+    a = connected(r.port, "a.example", SECRET)
+    path = r.argv[2]
+    original = open(path).read()
+    open(path, "w").write(original.replace("</router>", "<component name='new.example' secret='fresh'/></router>"))
+    r.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 10
+    while "configuration reloaded" not in r.log() and time.time() < deadline:
+        time.sleep(0.1)
+    assert "configuration reloaded" in r.log()
+    n = connected(r.port, "new.example", "fresh")
+    n.send("<message from='new.example' to='a.example' id='after-reload'/>")
+    assert a.next_stanza().get("id") == "after-reload", "the old connection was dropped"
+    # A config that does not validate: refused, the running one stays.
+    open(path, "w").write(original.replace("</router>", "<bogus/></router>"))
+    r.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 10
+    while "reload refused" not in r.log() and time.time() < deadline:
+        time.sleep(0.1)
+    assert "reload refused" in r.log() and "unknown key 'bogus'" in r.log()
+    n.close()
+    time.sleep(0.2)
+    assert connected(r.port, "new.example", "fresh") is not None

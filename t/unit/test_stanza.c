@@ -643,5 +643,27 @@ int main(void)
     test_namespaces();
     test_xml_write();
     test_errors();
+    /* Found by fuzzing: an element in the XML namespace must come out as xml:NAME. */
+    {
+        xml_err e;
+        char errtext[128];
+        const char doc[] = "<message xmlns='jabber:client'><body>hi</body><xml:x/></message>";
+        stanza *st = xml_parse_document(doc, sizeof doc - 1, NULL, &e, errtext, sizeof errtext);
+        ok(st != NULL, "an element with the xml prefix parses");
+        stanza_touch(st);
+        char *out = xml_to_string(st->root, "jabber:client");
+        ok(strstr(out, "<xml:x/>") != NULL, "it is written back with the xml prefix: %s", out);
+        stanza *again = xml_parse_document(out, strlen(out), NULL, &e, errtext, sizeof errtext);
+        ok(again != NULL, "and the output parses again");
+        if (again) stanza_free(again);
+        free(out);
+        stanza_free(st);
+        stanza *built = stanza_new("message", "jabber:client");
+        xnode_add_child(built->root, "y", NS_XML);
+        out = xml_to_string(built->root, "jabber:client");
+        is_str(out, "<message><xml:y/></message>", "a built element in the XML namespace too");
+        free(out);
+        stanza_free(built);
+    }
     return tap_done();
 }
