@@ -98,6 +98,34 @@ def test_switchboard_up_serves_real_clients_and_ctrl_c_stops_it(tmp_path):
         import asyncio
         run(chat())
 
+        # A c2s dies hard: supervisord starts it again, and clients get back in.
+        sup_log = tmp_path / "state" / "log" / "supervisord.log"
+        out = subprocess.run(["pgrep", "-f", f"switchboard-c2s -c {tmp_path}/state/etc/c2s.xml --name c2s-1"],
+                             capture_output=True, text=True)
+        pids = out.stdout.split()
+        assert len(pids) == 1, out
+        os.kill(int(pids[0]), signal.SIGKILL)
+        deadline = time.time() + 60
+        while time.time() < deadline and sup_log.read_text().count("spawned: 'c2s-1'") < 2:
+            time.sleep(0.2)
+        assert sup_log.read_text().count("spawned: 'c2s-1'") == 2, sup_log.read_text()
+
+        async def again():
+            for attempt in range(60):
+                client = Client("erin@localhost/again", "pw-erin", c2s)
+                try:
+                    await client.start(timeout=10)
+                    break
+                except (AssertionError, asyncio.TimeoutError):
+                    await client.stop()
+                    if attempt == 59:
+                        raise
+                    await asyncio.sleep(0.5)
+            client.send_message(mto="erin@localhost/again", mbody="back", mtype="chat")
+            assert (await client.next_message())["body"] == "back"
+            await client.stop()
+        run(again())
+
         os.killpg(p.pid, signal.SIGINT)
         p.wait(60)
         time.sleep(0.5)
@@ -133,3 +161,29 @@ def test_meson_install_puts_everything_in_place(tmp_path):
         assert any(f.endswith(f"switchboard/{cfg}.xml") for f in files), cfg
     assert f"{pre}/share/switchboard/migrations/001_initial.sql" in files
     assert f"{pre}/share/doc/switchboard/router-protocol.md" in files
+
+
+def test_multi_host_example_configs_are_valid(tmp_path):
+    """The second deployment example (c2s on other hosts) passes the same
+    start-up checks, given the files it names."""
+    import re
+    secret = tmp_path / "internal.secret"
+    secret.write_text("s3cret\n")
+    conninfo = tmp_path / "db.conninfo"
+    conninfo.write_text("host=10.0.0.20 dbname=switchboard user=switchboard\n")
+    cert, key = tmp_path / "example.org.pem", tmp_path / "example.org.key"
+    out = subprocess.run([os.path.join(BUILD, "tools", "switchboardctl"), "tls-selfsigned", str(cert), str(key),
+                          "example.org"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    for proc in ("router", "c2s"):
+        text = open(os.path.join(TOP, "etc", "multi-host", f"{proc}.xml")).read()
+        text = text.replace("/etc/switchboard/internal.secret", str(secret))
+        text = text.replace("/etc/switchboard/irc.secret", str(secret))
+        text = text.replace("/etc/switchboard/db.conninfo", str(conninfo))
+        text = re.sub(r"/etc/switchboard/certs/example\.org\.(pem|key)",
+                      lambda m: str(cert if m.group(1) == "pem" else key), text)
+        cfg = tmp_path / f"{proc}.xml"
+        cfg.write_text(text)
+        exe = os.path.join(BUILD, proc, f"switchboard-{proc}")
+        out = subprocess.run([exe, "--check", "-c", str(cfg)], capture_output=True, text=True)
+        assert out.returncode == 0, f"{proc}: {out.stderr}"
