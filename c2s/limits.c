@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "c2s/c2s.h"
+#include "c2s/observe.h"
 #include "common/log.h"
 
 #define THROTTLE_TICK_MS 50
@@ -153,6 +154,7 @@ int auth_throttled(client *cl, const char *user)
 void auth_failed(client *cl, const char *user)
 {
     c2s *srv = cl->srv;
+    observe_auth_failure();
     uint64_t now = uv_now(srv->loop);
     ip_entry *e = cl->ipe;
     if (e) {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "c2s/c2s.h"
+#include "c2s/observe.h"
 #include "common/crypto.h"
 #include "common/jid.h"
 #include "common/log.h"
@@ -22,6 +23,7 @@ static const config_key c2s_keys[] = {
     {"log", CFG_SECTION, 0, "logging"},
     {"log/level", CFG_STRING, 0, "error, warn, notice, info or debug (default notice)"},
     {"log/syslog", CFG_FLAG, 0, "log to syslog instead of stderr"},
+    {"log/debug-jid", CFG_STRING, CFG_MULTI, "trace the stanzas of this user (names and addresses, never content)"},
     {"metrics", CFG_SECTION, 0, "Prometheus metrics endpoint"},
     {"metrics/address", CFG_STRING, 0, "address of the metrics endpoint (default 127.0.0.1)"},
     {"metrics/port", CFG_INT, 0, "port of the metrics endpoint; 0 or absent: off"},
@@ -183,6 +185,7 @@ static void on_reload_signal(void *ud)
     srv->cfg = ncfg;
     load_limits(srv);
     load_auth_settings(srv);
+    observe_reload(ncfg);
     srv->cfg = running;
     config_free(ncfg);
     log_notice("c2s %s: configuration reloaded from %s (hosts, ports and the router link need a restart)",
@@ -197,6 +200,7 @@ static double gauge_addresses(void *ud) { return (double)strmap_count(&((c2s *)u
 static int start_metrics(c2s *srv)
 {
     int port = (int)config_int(srv->cfg, "metrics/port", 0);
+    observe_init(srv, port > 0);
     if (port <= 0) return 0;
     metrics_gauge_fn("switchboard_c2s_connections", "Client connections", NULL, gauge_connections, srv);
     metrics_gauge_fn("switchboard_c2s_clients_by_id", "Connections and detached sessions known by id", NULL,
@@ -364,6 +368,7 @@ int main(int argc, char **argv)
     if (srv.comp) component_free(srv.comp);
     accounts_close(&srv);
     metrics_shutdown();
+    observe_shutdown();
     process_loop_close(&loop);
     free_maps(&srv);
     buf_free(&srv.out);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "c2s/c2s.h"
+#include "c2s/observe.h"
 #include "common/crypto.h"
 #include "common/jid.h"
 #include "common/log.h"
@@ -81,6 +82,7 @@ void session_route_stanza(client *cl, const xnode *el)
     /* RFC 6120 §8.1.2.1: whatever the client wrote, 'from' is its full JID. */
     xnode_set_attr((xnode *)el, "from", cl->sess->full_jid);
     stanza_touch(el->doc);
+    observe_stanza_in(cl, el);
     char cid[24], sid[24];
     id_str(cl->id, cid);
     id_str(cl->sess->sm_id, sid);
@@ -229,6 +231,7 @@ static void deliver(c2s *srv, const xnode *env, const xnode *inner)
     buf bytes = BUF_INIT;
     xml_write(&bytes, inner, NS_CLIENT);
     if (cl && (cl->state == CL_SESSION || cl->state == CL_DETACHED) && session_matches(cl, sid)) {
+        observe_stanza_out(cl, inner);
         if (cl->state == CL_SESSION && csi_hold(cl, inner, bytes.data, bytes.len)) {
             /* held back while the client is inactive (csi.c) */
         } else {

@@ -67,6 +67,13 @@ void metrics_gauge_fn(const char *name, const char *help, const char *labels, me
     m->fn_ud = ud;
 }
 
+void metrics_counter_fn(const char *name, const char *help, const char *labels, metric_reader fn, void *ud)
+{
+    metric *m = metric_register(name, help, labels, METRIC_COUNTER);
+    m->fn = fn;
+    m->fn_ud = ud;
+}
+
 void metric_inc(metric *m) { m->value += 1; }
 void metric_dec(metric *m) { m->value -= 1; }
 void metric_add(metric *m, double v) { m->value += v; }

@@ -24,6 +24,8 @@ double metric_value(const metric *m);
 /* A gauge whose value is read when scraped (queue depths, sessions). */
 typedef double (*metric_reader)(void *ud);
 void metrics_gauge_fn(const char *name, const char *help, const char *labels, metric_reader fn, void *ud);
+/* A counter kept elsewhere (a total the owner maintains), read when scraped. */
+void metrics_counter_fn(const char *name, const char *help, const char *labels, metric_reader fn, void *ud);
 
 /* The whole text exposition (malloc'd), e.g. for tests. */
 char *metrics_render(void);

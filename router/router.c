@@ -91,6 +91,13 @@ static double count_components(void *ud)
     return (double)((router *)ud)->nclients;
 }
 
+static double queued_bytes(void *ud)
+{
+    double total = 0;
+    for (rclient *rc = ((router *)ud)->clients; rc; rc = rc->next) total += (double)conn_queued(rc->c);
+    return total;
+}
+
 static double count_routes(void *ud)
 {
     return (double)strmap_count(&((router *)ud)->routes);
@@ -109,6 +116,8 @@ void router_metrics_init(router *r)
     r->m.auth_failures = metrics_counter("switchboard_router_auth_failures_total", "Failed component handshakes", NULL);
     metrics_gauge_fn("switchboard_router_connections", "Component connections", NULL, count_components, r);
     metrics_gauge_fn("switchboard_router_names", "Names in the routing table", NULL, count_routes, r);
+    metrics_gauge_fn("switchboard_router_queued_bytes", "Bytes waiting to be written to components", NULL,
+                     queued_bytes, r);
 }
 
 static void count_forwarded(router *r, const xnode *el)

@@ -123,6 +123,20 @@ static double gauge_sessions(void *ud) { return (double)strmap_count(&((sm *)ud)
 static double gauge_users(void *ud) { return (double)strmap_count(&((sm *)ud)->users); }
 static double gauge_db_ready(void *ud) { return ((sm *)ud)->db && storage_ready(((sm *)ud)->db) ? 1 : 0; }
 
+static double db_answered(void *ud)
+{
+    uint64_t n = 0;
+    if (((sm *)ud)->db) storage_stats(((sm *)ud)->db, &n, NULL);
+    return (double)n;
+}
+
+static double db_seconds(void *ud)
+{
+    double secs = 0;
+    if (((sm *)ud)->db) storage_stats(((sm *)ud)->db, NULL, &secs);
+    return secs;
+}
+
 static int start_metrics(sm *s, const config *cfg)
 {
     int port = (int)config_int(cfg, "metrics/port", 0);
@@ -130,6 +144,10 @@ static int start_metrics(sm *s, const config *cfg)
     metrics_gauge_fn("switchboard_sm_sessions", "Sessions", NULL, gauge_sessions, s);
     metrics_gauge_fn("switchboard_sm_users_loaded", "Users held in memory (rosters loaded)", NULL, gauge_users, s);
     metrics_gauge_fn("switchboard_sm_database_ready", "1 when the database is reachable", NULL, gauge_db_ready, s);
+    metrics_counter_fn("switchboard_sm_database_requests_total", "Database requests answered", NULL, db_answered, s);
+    metrics_counter_fn("switchboard_sm_database_seconds_total",
+                       "Time database requests took, from request to answer (divide by requests for the mean)",
+                       NULL, db_seconds, s);
     return metrics_listen(s->loop, config_str(cfg, "metrics/address", "127.0.0.1"), port) < 0 ? -1 : 0;
 }
 

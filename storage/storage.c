@@ -42,6 +42,8 @@ static const storage_stmt *const builtin_tables[] = {account_stmts, roster_stmts
 typedef struct request request;
 struct request {
     request *next;
+    storage *owner;
+    uint64_t started_ns;          /* uv_hrtime() when it was asked for (latency metrics) */
     int stmt_idx;
     storage_result_cb cb;
     void *ud;
@@ -91,6 +93,8 @@ typedef struct slot {
 
 struct storage {
     uv_loop_t *loop;
+    uint64_t answered;            /* requests answered successfully */
+    uint64_t answered_ns;         /* their total time from request to answer */
     char *conninfo;
     unsigned nconns;
     unsigned reconnect_max_ms;
@@ -207,6 +211,10 @@ static void quiet_notices(void *arg, const char *message)
 /* Run the callback and free the request. The callback may free the pool. */
 static void complete(request *r, storage_status st)
 {
+    if (st == STORAGE_OK && r->owner) {
+        r->owner->answered++;
+        r->owner->answered_ns += uv_hrtime() - r->started_ns;
+    }
     storage_result_cb cb = r->cb;
     void *ud = r->ud;
     PGresult *res = r->res;
@@ -783,6 +791,8 @@ void storage_exec(storage *s, const storage_stmt *stmt, const char *const *value
         return;
     }
     r->deadline = uv_now(s->loop) + s->query_timeout_ms;
+    r->owner = s;
+    r->started_ns = uv_hrtime();
     slot *c = route(s, stmt, r->values);
     if (!c) {
         defer(s, r, STORAGE_UNAVAILABLE);
@@ -922,4 +932,10 @@ void storage_complete_later(storage *s, storage_result_cb cb, void *ud, storage_
     r->cb = cb;
     r->ud = ud;
     defer(s, r, st);
+}
+
+void storage_stats(const storage *s, uint64_t *answered, double *seconds)
+{
+    if (answered) *answered = s->answered;
+    if (seconds) *seconds = (double)s->answered_ns / 1e9;
 }

@@ -45,6 +45,9 @@ storage *storage_new(uv_loop_t *loop, const storage_config *cfg);
 int storage_ready(const storage *s);
 /* Called whenever readiness changes (may be NULL). */
 void storage_on_ready_change(storage *s, void (*cb)(storage *s, int ready, void *ud), void *ud);
+/* Requests answered successfully so far, and their total latency (from
+ * the request to its answer) in seconds: for metrics. */
+void storage_stats(const storage *s, uint64_t *answered, double *seconds);
 /* Close connections; pending requests complete with STORAGE_UNAVAILABLE. */
 void storage_free(storage *s);
 

@@ -411,6 +411,7 @@ def test_metrics_endpoint_counts_what_happens(router):
     assert after["switchboard_router_bounces_total"] - before.get("switchboard_router_bounces_total", 0) == 1
     assert after["switchboard_router_auth_failures_total"] >= 1
     assert after["switchboard_router_connections"] >= 2
+    assert after["switchboard_router_queued_bytes"] >= 0
 
 
 def test_stanzas_in_client_or_server_namespace_are_routed_too(router):
