@@ -46,7 +46,11 @@ static const config_key sm_keys[] = {
     {NULL, 0, 0, NULL},
 };
 
+#define FLUSH_TIMEOUT_MS 5000
+
 typedef struct app {
+    uv_timer_t flush_timer;       /* shutdown: waits for database writes */
+    uint64_t flush_deadline;
     const char *config_path;
     const config_key *keys;
     int debug_forced;
@@ -64,6 +68,26 @@ static void on_component_stopped(component *c, void *ud)
     uv_stop(s->loop);
 }
 
+static void finish_stop(app *a)
+{
+    /* Requests still in flight complete now (with STORAGE_UNAVAILABLE). */
+    storage_free(a->db);
+    a->db = NULL;
+    a->sm.db = NULL;
+    component_stop(a->comp, on_component_stopped);
+}
+
+static void on_flush_tick(uv_timer_t *t)
+{
+    app *a = t->data;
+    size_t left = a->db ? storage_pending(a->db) : 0;
+    if (left && uv_now(&a->loop) < a->flush_deadline) return;
+    if (left) log_warn("stopping: %zu database requests still unanswered after %d ms", left, FLUSH_TIMEOUT_MS);
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, NULL);
+    finish_stop(a);
+}
+
 static void on_stop_signal(void *ud)
 {
     app *a = ud;
@@ -75,11 +99,12 @@ static void on_stop_signal(void *ud)
     a->stopping = 1;
     log_notice("stopping: ending %zu sessions", strmap_count(&a->sm.sessions));
     sm_shutdown(&a->sm);
-    /* Requests in flight complete now (with STORAGE_UNAVAILABLE). */
-    storage_free(a->db);
-    a->db = NULL;
-    a->sm.db = NULL;
-    component_stop(a->comp, on_component_stopped);
+    /* What the ending sessions wrote (offline messages handed back, last
+     * activity, ...) lands before the pool closes: wait for it, within a bound. */
+    a->flush_deadline = uv_now(&a->loop) + FLUSH_TIMEOUT_MS;
+    uv_timer_init(&a->loop, &a->flush_timer);
+    a->flush_timer.data = a;
+    uv_timer_start(&a->flush_timer, on_flush_tick, 0, 20);
 }
 
 static unsigned limit(const config *cfg, const char *path, long long def, long long max)
@@ -266,9 +291,11 @@ int main(int argc, char **argv)
     process_signals_start(&a.loop, on_stop_signal, on_reload_signal, &a);
     uv_run(&a.loop, UV_RUN_DEFAULT);
     process_signals_stop();
-    if (!a.stopping) {
-        sm_shutdown(&a.sm);
+    if (!a.stopping) sm_shutdown(&a.sm);
+    if (a.db) {   /* not stopped by a signal, or a second signal cut the flush short */
         storage_free(a.db);
+        a.db = NULL;
+        a.sm.db = NULL;
     }
     component_free(a.comp);
     sm_free(&a.sm);

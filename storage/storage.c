@@ -939,3 +939,10 @@ void storage_stats(const storage *s, uint64_t *answered, double *seconds)
     if (answered) *answered = s->answered;
     if (seconds) *seconds = (double)s->answered_ns / 1e9;
 }
+
+size_t storage_pending(const storage *s)
+{
+    size_t n = s->npending + s->done.n;
+    for (unsigned i = 0; i < s->nconns; i++) n += s->conns[i].ninflight;
+    return n;
+}

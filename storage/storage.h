@@ -48,6 +48,9 @@ void storage_on_ready_change(storage *s, void (*cb)(storage *s, int ready, void 
 /* Requests answered successfully so far, and their total latency (from
  * the request to its answer) in seconds: for metrics. */
 void storage_stats(const storage *s, uint64_t *answered, double *seconds);
+/* Requests asked for and not answered yet (for a shutdown that waits for
+ * writes to land before closing). */
+size_t storage_pending(const storage *s);
 /* Close connections; pending requests complete with STORAGE_UNAVAILABLE. */
 void storage_free(storage *s);
 

@@ -69,3 +69,30 @@ def test_bad_reload_is_refused_and_the_process_keeps_running(server):
                 break
             got += chunk
         assert b"stream:features" in got
+
+
+def test_sm_shutdown_waits_for_what_sessions_write(server):
+    """SIGTERM while a user is online: the session ends and what that writes
+    (here the last-activity record) lands before the sm closes the database."""
+    import subprocess
+    srv = server()
+    alice = srv.add_user("alice", "pw-a")
+
+    async def main():
+        a = await Client(alice + "/x", "pw-a", srv.c2s[0].port, cafile=srv.cert).start()
+        a.send_presence(pstatus="gone fishing", ptype="available")
+        import asyncio
+        await asyncio.sleep(0.5)
+        srv.proc("sm").proc.send_signal(signal.SIGTERM)
+        assert srv.proc("sm").proc.wait(30) == 0
+        try:
+            await a.stop()
+        except Exception:
+            pass
+    run(main())
+    out = subprocess.run(["psql", "-X", "-tA", srv.db, "-c",
+                          "SELECT count(*) FROM last_activity WHERE username = 'alice'"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1", "the logout at shutdown was not stored"
+    assert "still unanswered" not in srv.proc("sm").log()
