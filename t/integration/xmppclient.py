@@ -116,12 +116,21 @@ async def register_account(jid, password, port, timeout=20):
     import aioxmpp.connector
     import aioxmpp.ibr
     import aioxmpp.node
+    import aioxmpp.protocol
     address = aioxmpp.JID.fromstr(jid)
     metadata = aioxmpp.make_security_layer(None, no_verify=True)
     transport, stream, _features = await asyncio.wait_for(aioxmpp.node.connect_xmlstream(
         address, metadata, override_peer=[("127.0.0.1", port, aioxmpp.connector.STARTTLSConnector())]), timeout)
     try:
-        await aioxmpp.ibr.register(stream, aioxmpp.ibr.Query(address.localpart, password), timeout=timeout)
+        # aioxmpp.ibr.register does not look at the answer's type, so an
+        # error (say, a temporary one while the server is starting) would
+        # pass for success: send the same request and check the answer.
+        iq = aioxmpp.IQ(to=aioxmpp.JID.fromstr(address.domain), type_=aioxmpp.IQType.SET,
+                        payload=aioxmpp.ibr.Query(address.localpart, password))
+        iq.autoset_id()
+        answer = await aioxmpp.protocol.send_and_wait_for(stream, [iq], [aioxmpp.IQ], timeout=timeout)
+        if answer.type_ != aioxmpp.IQType.RESULT:
+            raise AssertionError(f"registration of {jid} refused: {answer.error}")
     finally:
         stream.close()
         transport.close()
