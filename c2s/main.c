@@ -14,19 +14,11 @@
 #include "common/tls.h"
 
 static const config_key c2s_keys[] = {
-    {"router", CFG_SECTION, 0, "the router this process joins"},
-    {"router/host", CFG_STRING, 0, "router address (default 127.0.0.1)"},
-    {"router/port", CFG_INT, 0, "router port (default 5347)"},
-    {"router/name", CFG_STRING, 0, "component name of this c2s, unique per process (default c2s-1; --name overrides)"},
-    {"router/secret", CFG_SECRET, CFG_REQUIRED, "shared secret with the router (value, file:/path or env:NAME)"},
+    PROCESS_KEYS_ROUTER_LINK("c2s-1"),
     {"router/max-stanza-bytes", CFG_INT, 0, "largest element accepted from the router (default 1M)"},
-    {"log", CFG_SECTION, 0, "logging"},
-    {"log/level", CFG_STRING, 0, "error, warn, notice, info or debug (default notice)"},
-    {"log/syslog", CFG_FLAG, 0, "log to syslog instead of stderr"},
+    PROCESS_KEYS_LOG,
     {"log/debug-jid", CFG_STRING, CFG_MULTI, "trace the stanzas of this user (names and addresses, never content)"},
-    {"metrics", CFG_SECTION, 0, "Prometheus metrics endpoint"},
-    {"metrics/address", CFG_STRING, 0, "address of the metrics endpoint (default 127.0.0.1)"},
-    {"metrics/port", CFG_INT, 0, "port of the metrics endpoint; 0 or absent: off"},
+    PROCESS_KEYS_METRICS,
     {"database", CFG_SECTION, 0, "PostgreSQL, for credentials and registration"},
     {"database/conninfo", CFG_SECRET, 0, "libpq connection string (value, file:/path or env:NAME)"},
     {"database/connections", CFG_INT, 0, "connections in the pool (default 2)"},

@@ -12,17 +12,9 @@
 #include "s2s/s2s.h"
 
 static const config_key s2s_keys[] = {
-    {"router", CFG_SECTION, 0, "how to reach the router"},
-    {"router/host", CFG_STRING, 0, "router address (default 127.0.0.1)"},
-    {"router/port", CFG_INT, 0, "router port (default 5347)"},
-    {"router/name", CFG_STRING, 0, "our component name (default s2s)"},
-    {"router/secret", CFG_SECRET, CFG_REQUIRED, "shared secret with the router"},
-    {"log", CFG_SECTION, 0, "logging"},
-    {"log/level", CFG_STRING, 0, "error, warn, notice, info or debug (default notice)"},
-    {"log/syslog", CFG_FLAG, 0, "log to syslog instead of stderr"},
-    {"metrics", CFG_SECTION, 0, "Prometheus metrics endpoint"},
-    {"metrics/address", CFG_STRING, 0, "address of the metrics endpoint (default 127.0.0.1)"},
-    {"metrics/port", CFG_INT, 0, "port of the metrics endpoint; 0 or absent: off"},
+    PROCESS_KEYS_ROUTER_LINK("s2s"),
+    PROCESS_KEYS_LOG,
+    PROCESS_KEYS_METRICS,
     {"database", CFG_SECTION, 0, "not used by s2s (accepted so every process shares the same paths)"},
     {"database/conninfo", CFG_SECRET, 0, "not used by s2s"},
     {"hosts", CFG_SECTION, 0, "the domains served here"},

@@ -15,17 +15,9 @@
 #include "storage/storage.h"
 
 static const config_key sm_keys[] = {
-    {"router", CFG_SECTION, 0, "how to reach the router"},
-    {"router/host", CFG_STRING, 0, "router address (default 127.0.0.1)"},
-    {"router/port", CFG_INT, 0, "router port (default 5347)"},
-    {"router/name", CFG_STRING, 0, "our component name (default sm; --name overrides)"},
-    {"router/secret", CFG_SECRET, CFG_REQUIRED, "shared secret with the router (value, file:/path or env:NAME)"},
-    {"log", CFG_SECTION, 0, "logging"},
-    {"log/level", CFG_STRING, 0, "error, warn, notice, info or debug (default notice)"},
-    {"log/syslog", CFG_FLAG, 0, "log to syslog instead of stderr"},
-    {"metrics", CFG_SECTION, 0, "Prometheus metrics endpoint"},
-    {"metrics/address", CFG_STRING, 0, "address of the metrics endpoint (default 127.0.0.1)"},
-    {"metrics/port", CFG_INT, 0, "port of the metrics endpoint; 0 or absent: off"},
+    PROCESS_KEYS_ROUTER_LINK("sm"),
+    PROCESS_KEYS_LOG,
+    PROCESS_KEYS_METRICS,
     {"database", CFG_SECTION, 0, "PostgreSQL"},
     {"database/conninfo", CFG_SECRET, CFG_REQUIRED, "libpq connection string (value, file:/path or env:NAME)"},
     {"database/connections", CFG_INT, 0, "connections in the pool (default 2)"},
