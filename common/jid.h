@@ -36,6 +36,9 @@ int jid_equal_bare(const jid *a, const jid *b);
 /* Prepare one part into out (size outlen). Returns length, or -1 if invalid. */
 int jid_nodeprep(const char *in, char *out, size_t outlen);
 int jid_nameprep(const char *in, char *out, size_t outlen);
+/* The domain of a JID string (node and resource dropped), prepared, into
+ * out; its length, or -1 if malformed. */
+int jid_domain_of(const char *jidstr, char *out, size_t outlen);
 int jid_resourceprep(const char *in, char *out, size_t outlen);
 
 /* Canonical form of a JID string, malloc'd; NULL if malformed. */

@@ -308,4 +308,30 @@ write("stanza_build", "prefix-clash", build_seed(
         4, 1, 1, 7, 7, 1, 0x34,    # prefix xmlns
         11, 1]))
 
+# ------------------------------------------------------------------ dialback
+# What a peer sends after the stream header (the harness adds the header).
+KEY = db_key("s3cr3t", "example.org", "example.net", "D60000229F")
+write("dialback", "result-request", f"<db:result from='example.net' to='example.org'>{KEY}</db:result>")
+write("dialback", "verify-request",
+      f"<db:verify from='example.org' to='example.net' id='D60000229F'>{KEY}</db:verify>")
+write("dialback", "answers",
+      "<db:result from='example.org' to='example.net' type='valid'/>"
+      "<db:result from='example.org' to='example.net' type='invalid'/>"
+      "<db:verify from='example.org' to='example.net' id='i&apos;d' type='valid'/>")
+write("dialback", "error-answer",
+      "<db:result from='example.org' to='example.net' type='error'>"
+      "<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+      "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>no</text></error></db:result>")
+write("dialback", "jids-and-idn",
+      "<db:result from='user@EXAMPLE.net/r' to='bücher.example.'>k</db:result>"
+      "<db:verify from='a' to='b' id=''></db:verify>")
+write("dialback", "malformed",
+      "<db:result from='example.net'>k</db:result>"
+      "<db:verify from='a' to='b'>k</db:verify>"
+      "<db:result from='a' to='b' type='bogus'/>"
+      "<db:result from='a..b' to='b'>k</db:result>"
+      "<result xmlns='jabber:server:dialback' from='a' to='b'>k</result>"
+      "<message from='a' to='b'/>")
+
+
 print("seeds written to", CORPUS, file=sys.stderr)

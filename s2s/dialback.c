@@ -1,5 +1,5 @@
-/* Server dialback (XEP-0220): the elements, and the verification requests
- * that an incoming db:result starts (a db:verify to the authoritative
+/* Server dialback (XEP-0220): the verification requests that an incoming
+ * db:result starts (a db:verify to the authoritative
  * server of the sender domain, over one of our outgoing streams). Keys are
  * XEP-0185 HMACs of our secret (common/dialback_key.h): nothing about the
  * streams we opened needs to be remembered to answer a db:verify. */
@@ -7,9 +7,6 @@
 #include <string.h>
 
 #include "common/crypto.h"
-#include "common/dialback_key.h"
-#include "common/stanza_error.h"
-#include "common/xml_write.h"
 #include "s2s/s2s.h"
 
 static char *xstrdup(const char *s)
@@ -66,52 +63,4 @@ void verify_detach_all(in_conn *ic)
     for (verify_req *vr = ic->verifies; vr; vr = vr->ic_next) vr->ic = NULL;
     ic->verifies = NULL;
     ic->pending = 0;
-}
-
-static void attr(buf *out, const char *name, const char *value)
-{
-    if (!value) return;
-    buf_printf(out, " %s='", name);
-    xml_escape_attr(out, value, strlen(value));
-    buf_append_str(out, "'");
-}
-
-void db_write_result_request(buf *out, const char *secret, const char *local, const char *remote,
-                             const char *stream_id)
-{
-    char key[DIALBACK_KEY_LEN + 1];
-    dialback_key(secret, remote, local, stream_id, key);
-    buf_append_str(out, "<db:result");
-    attr(out, "from", local);
-    attr(out, "to", remote);
-    buf_printf(out, ">%s</db:result>", key);
-    crypto_wipe(key, sizeof key);
-}
-
-void db_write_answer(buf *out, const char *name, const char *from, const char *to, const char *id,
-                     const char *type, const char *condition)
-{
-    buf_printf(out, "<db:%s", name);
-    attr(out, "from", from);
-    attr(out, "to", to);
-    attr(out, "id", id);
-    attr(out, "type", type);
-    if (!condition) {
-        buf_append_str(out, "/>");
-        return;
-    }
-    const stanza_error_info *info = stanza_error_lookup(condition);
-    buf_printf(out, "><error type='%s' code='%d'><%s xmlns='" NS_XMPP_STANZAS "'/></error></db:%s>",
-               info ? info->type : "cancel", info ? info->code : 500, condition, name);
-}
-
-void db_write_verify_request(buf *out, const verify_req *vr)
-{
-    buf_append_str(out, "<db:verify");
-    attr(out, "from", vr->local);
-    attr(out, "to", vr->remote);
-    attr(out, "id", vr->id);
-    buf_append_str(out, ">");
-    xml_escape_text(out, vr->key, strlen(vr->key));
-    buf_append_str(out, "</db:verify>");
 }

@@ -158,20 +158,13 @@ void in_dialback_done(in_conn *ic, const char *remote, const char *local, const 
 
 /* ---- dialback requests ---- */
 
-static void handle_db_result(in_conn *ic, const xnode *el)
+static void handle_db_result(in_conn *ic, const db_element *db)
 {
     s2s *s = ic->s;
-    const char *from = xnode_attr(el, "from");
-    const char *to = xnode_attr(el, "to");
-    const char *key = xnode_text(el);
-    char remote[JID_DOMAIN_BUF], local[JID_DOMAIN_BUF];
-    if (!from || !to || jid_domain_of(from, remote, sizeof remote) < 0 || jid_domain_of(to, local, sizeof local) < 0) {
-        in_error(ic, "improper-addressing", "db:result needs valid 'from' and 'to'");
-        return;
-    }
+    const char *remote = db->from, *local = db->to;
     if (!s2s_is_local(s, local)) {
         log_notice("s2s: conn %llu: db:result for %s, which we do not host", CONN_ID(ic), local);
-        db_write_answer(&ic->out, "result", to, from, NULL, "error", "item-not-found");
+        db_write_answer(&ic->out, "result", local, remote, NULL, "error", "item-not-found");
         flush(ic);
         return;
     }
@@ -201,31 +194,42 @@ static void handle_db_result(in_conn *ic, const xnode *el)
     }
     log_info("s2s: conn %llu (%s): verifying %s -> %s with its authoritative server", CONN_ID(ic),
              conn_peer(ic->c), remote, local);
-    verify_req *vr = verify_new(ic, remote, local, ic->id, key);
+    verify_req *vr = verify_new(ic, remote, local, ic->id, db->key);
     route_add_verify(route_get(s, local, remote), vr);
 }
 
-static void handle_db_verify(in_conn *ic, const xnode *el)
+static void handle_db_verify(in_conn *ic, const db_element *db)
 {
     s2s *s = ic->s;
-    const char *from = xnode_attr(el, "from");
-    const char *to = xnode_attr(el, "to");
-    const char *id = xnode_attr(el, "id");
-    if (!from || !to || !id) {
-        in_error(ic, "improper-addressing", "db:verify needs 'from', 'to' and 'id'");
-        return;
-    }
-    char local[JID_DOMAIN_BUF];
-    if (jid_domain_of(to, local, sizeof local) < 0 || !s2s_is_local(s, local)) {
-        db_write_answer(&ic->out, "verify", to, from, id, "error", "item-not-found");
+    const char *local = db->to;
+    if (!s2s_is_local(s, local)) {
+        db_write_answer(&ic->out, "verify", local, db->from, db->id, "error", "item-not-found");
         flush(ic);
         return;
     }
-    int ok = dialback_key_check(s->secret, from, local, id, xnode_text(el));
-    log_info("s2s: conn %llu (%s): db:verify from %s about %s: %s", CONN_ID(ic), conn_peer(ic->c), from, local,
+    int ok = dialback_key_check(s->secret, db->from, local, db->id, db->key);
+    log_info("s2s: conn %llu (%s): db:verify from %s about %s: %s", CONN_ID(ic), conn_peer(ic->c), db->from, local,
              ok ? "valid" : "invalid");
-    db_write_answer(&ic->out, "verify", local, from, id, ok ? "valid" : "invalid", NULL);
+    db_write_answer(&ic->out, "verify", local, db->from, db->id, ok ? "valid" : "invalid", NULL);
     flush(ic);
+}
+
+/* A db:result or db:verify on an incoming stream: a request to us. */
+static void handle_dialback(in_conn *ic, const xnode *el)
+{
+    db_element db;
+    const char *why;
+    if (xnode_attr(el, "type")) {
+        /* An answer: we never asked anything on a stream we did not open. */
+        log_info("s2s: conn %llu: db:%s with a type on an incoming stream ignored", CONN_ID(ic), el->name);
+        return;
+    }
+    if (db_element_parse(el, &db, &why) != DB_PARSE_OK) {
+        in_error(ic, "improper-addressing", why);
+        return;
+    }
+    if (db.kind == DB_RESULT) handle_db_result(ic, &db);
+    else handle_db_verify(ic, &db);
 }
 
 /* ---- stanzas ---- */
@@ -495,12 +499,8 @@ static xs_action on_element(void *ud, stanza *st)
             stanza_free(st);
             return XS_PAUSE;
         }
-    } else if (el->ns && !strcmp(el->ns, NS_DIALBACK) && !strcmp(el->name, "result")) {
-        if (xnode_attr(el, "type")) log_info("s2s: conn %llu: db:result with a type on an incoming stream ignored", CONN_ID(ic));
-        else handle_db_result(ic, el);
-    } else if (el->ns && !strcmp(el->ns, NS_DIALBACK) && !strcmp(el->name, "verify")) {
-        if (xnode_attr(el, "type")) log_info("s2s: conn %llu: db:verify with a type on an incoming stream ignored", CONN_ID(ic));
-        else handle_db_verify(ic, el);
+    } else if (el->ns && !strcmp(el->ns, NS_DIALBACK) && (!strcmp(el->name, "result") || !strcmp(el->name, "verify"))) {
+        handle_dialback(ic, el);
     } else if (el->ns && !strcmp(el->ns, NS_SERVER) &&
                (!strcmp(el->name, "message") || !strcmp(el->name, "presence") || !strcmp(el->name, "iq"))) {
         if (s->tls_required && !ic->tls) in_error(ic, "policy-violation", "TLS is required");

@@ -121,7 +121,7 @@ void out_send_result(out_conn *oc, route *rt)
 
 void out_send_verify(out_conn *oc, verify_req *vr)
 {
-    db_write_verify_request(&oc->out, vr);
+    db_write_verify_request(&oc->out, vr->local, vr->remote, vr->id, vr->key);
     write_buf(oc);
     vr->next = oc->sent;
     oc->sent = vr;
@@ -375,47 +375,38 @@ static route *find_auth_route(out_conn *oc, const char *local, const char *remot
     return NULL;
 }
 
-static const char *db_error_condition(const xnode *el)
-{
-    const xnode *err = xnode_child(el, "error", NULL);
-    if (!err) return "undefined-condition";
-    for (const xnode *c = xnode_first_element(err); c; c = xnode_next_element(c))
-        if (c->ns && !strcmp(c->ns, NS_XMPP_STANZAS) && strcmp(c->name, "text") != 0) return c->name;
-    return "undefined-condition";
-}
-
 static void handle_db_answer(out_conn *oc, xnode *el)
 {
-    const char *from = xnode_attr(el, "from");
-    const char *to = xnode_attr(el, "to");
-    const char *type = xnode_attr(el, "type");
-    if (!from || !to || !type) {
-        log_info("s2s: conn %llu: ignoring a dialback element without from/to/type", (unsigned long long)conn_id(oc->c));
+    db_element db;
+    const char *why;
+    if (db_element_parse(el, &db, &why) != DB_PARSE_OK || db.type == DB_REQUEST) {
+        log_info("s2s: conn %llu: ignoring a db:%s that is not a usable answer: %s", (unsigned long long)conn_id(oc->c),
+                 el->name, why ? why : "no 'type'");
         return;
     }
-    const char *cond = strcmp(type, "error") == 0 ? db_error_condition(el) : NULL;
-    if (!strcmp(el->name, "result")) {
-        route *rt = find_auth_route(oc, to, from);
+    const char *type = db.type == DB_VALID ? "valid" : db.type == DB_INVALID ? "invalid" : "error";
+    if (db.kind == DB_RESULT) {
+        route *rt = find_auth_route(oc, db.to, db.from);
         if (!rt || rt->state != RT_AUTH) {
             log_warn("s2s: conn %llu: unsolicited db:result %s -> %s ignored", (unsigned long long)conn_id(oc->c),
-                     from, to);
+                     db.from, db.to);
             return;
         }
         oc->last_used = uv_now(oc->s->loop);
-        route_dialback_result(rt, type, cond);
+        route_dialback_result(rt, type, db.condition);
         return;
     }
-    const char *id = xnode_attr(el, "id");
     for (verify_req **pp = &oc->sent; *pp; pp = &(*pp)->next) {
         verify_req *vr = *pp;
-        if (id && !strcmp(vr->id, id) && !strcmp(vr->remote, from) && !strcmp(vr->local, to)) {
+        if (!strcmp(vr->id, db.id) && !strcmp(vr->remote, db.from) && !strcmp(vr->local, db.to)) {
             *pp = vr->next;
             oc->last_used = uv_now(oc->s->loop);
-            verify_finish(vr, type, cond);
+            verify_finish(vr, type, db.condition);
             return;
         }
     }
-    log_warn("s2s: conn %llu: unsolicited db:verify %s -> %s ignored", (unsigned long long)conn_id(oc->c), from, to);
+    log_warn("s2s: conn %llu: unsolicited db:verify %s -> %s ignored", (unsigned long long)conn_id(oc->c), db.from,
+             db.to);
 }
 
 static xs_action on_element(void *ud, stanza *st)

@@ -10,7 +10,8 @@
  *   out.c          outgoing streams (we are the Initiating/Receiving server)
  *   in.c           incoming streams (we are the Receiving/Authoritative server)
  *   listener.c     the listening socket(s)
- *   dialback.c     keys, db:result/db:verify elements, verification requests
+ *   dialback.c     verification requests (db:verify on behalf of an incoming stream)
+ *   dialback_element.c  db:result/db:verify elements, read and written
  *   resolve.c      DNS (c-ares on the loop) and the static host map
  *   stanza_io.c    writing stanzas into another stream namespace, domains
  *
@@ -33,8 +34,8 @@
 #include "common/stanza.h"
 #include "common/strmap.h"
 #include "common/xml_stream.h"
+#include "s2s/dialback_element.h"
 
-#define NS_DIALBACK "jabber:server:dialback"
 #define NS_DIALBACK_FEATURE "urn:xmpp:features:dialback"
 #define S2S_DEFAULT_PORT 5269
 #define JID_DOMAIN_BUF (JID_PART_MAX + 1)
@@ -240,12 +241,6 @@ verify_req *verify_new(in_conn *ic, const char *remote, const char *local, const
 void verify_finish(verify_req *vr, const char *type, const char *condition);
 /* The in_conn is going away: its requests stay where they are but report nowhere. */
 void verify_detach_all(in_conn *ic);
-/* Elements. */
-void db_write_result_request(buf *out, const char *secret, const char *local, const char *remote,
-                             const char *stream_id);
-void db_write_answer(buf *out, const char *name, const char *from, const char *to, const char *id,
-                     const char *type, const char *condition);
-void db_write_verify_request(buf *out, const verify_req *vr);
 
 /* ---- stanzas between namespaces (stanza_io.c) ---- */
 
@@ -253,8 +248,6 @@ void db_write_verify_request(buf *out, const verify_req *vr);
  * or jabber:component:accept): original bytes where they mean the same
  * there, stanza namespaces mapped otherwise. */
 void stanza_write_as(buf *out, xnode *el, const char *target_ns);
-/* The domain of a JID string, prepared, into out; -1 if malformed. */
-int jid_domain_of(const char *jidstr, char *out, size_t outlen);
 /* Stream headers. */
 void stream_header_write(buf *out, const char *from, const char *to, const char *id, int version1);
 

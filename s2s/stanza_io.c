@@ -86,33 +86,6 @@ void stanza_write_as(buf *out, xnode *el, const char *target_ns)
     xml_serialize(out, el, target_ns);
 }
 
-int jid_domain_of(const char *s, char *out, size_t outlen)
-{
-    if (!s || outlen < 2) return -1;
-    const char *slash = strchr(s, '/');
-    size_t end = slash ? (size_t)(slash - s) : strlen(s);
-    const char *at = memchr(s, '@', end);
-    const char *d = at ? at + 1 : s;
-    size_t dlen = end - (size_t)(d - s);
-    if (dlen > 0 && d[dlen - 1] == '.') dlen--;
-    if (dlen == 0 || dlen > JID_PART_MAX || dlen >= outlen) return -1;
-    int simple = d[0] != '.' && d[0] != '-';
-    for (size_t i = 0; i < dlen && simple; i++) {
-        char c = d[i];
-        simple = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
-        if (c == '.' && i + 1 < dlen && d[i + 1] == '.') simple = 0;
-    }
-    if (simple) {
-        memcpy(out, d, dlen);
-        out[dlen] = '\0';
-        return (int)dlen;
-    }
-    char tmp[JID_PART_MAX + 1];
-    memcpy(tmp, d, dlen);
-    tmp[dlen] = '\0';
-    return jid_nameprep(tmp, out, outlen);
-}
-
 void stream_header_write(buf *out, const char *from, const char *to, const char *id, int version1)
 {
     buf_append_str(out, "<?xml version='1.0'?><stream:stream xmlns='" NS_SERVER "' xmlns:db='" NS_DIALBACK
