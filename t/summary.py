@@ -1,6 +1,9 @@
 #!/usr/bin/python3
-"""Count what ran: TAP lines of the C unit tests (meson's testlog.json) and
-the pytest results (JUnit XML); print one closing 'N passed, N failed' line."""
+"""Count what ran: TAP lines of the C unit tests (meson's testlog.json files)
+and the pytest results (JUnit XML files); print one closing 'N passed,
+N failed' line.
+
+  t/summary.py FILE...    (*.json: meson test logs; *.xml: JUnit results)"""
 import json
 import re
 import sys
@@ -43,8 +46,14 @@ def junit_counts(path):
             passed += 1
     return passed, failed, skipped
 
-u_pass, u_fail = tap_counts(sys.argv[1])
-i_pass, i_fail, i_skip = junit_counts(sys.argv[2])
+u_pass = u_fail = i_pass = i_fail = i_skip = 0
+for path in sys.argv[1:]:
+    if path.endswith(".json"):
+        p, f = tap_counts(path)
+        u_pass, u_fail = u_pass + p, u_fail + f
+    else:
+        p, f, k = junit_counts(path)
+        i_pass, i_fail, i_skip = i_pass + p, i_fail + f, i_skip + k
 print(f"unit: {u_pass} passed, {u_fail} failed")
 print(f"integration: {i_pass} passed, {i_fail} failed, {i_skip} skipped")
 print(f"{u_pass + i_pass} passed, {u_fail + i_fail} failed" + (f", {i_skip} skipped" if i_skip else ""))

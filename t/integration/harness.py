@@ -2,6 +2,7 @@
 import hashlib
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -36,7 +37,11 @@ class Process:
 
     def start(self):
         self.logfile = open(self.logpath, "ab")
-        self.proc = subprocess.Popen(self.argv, stdout=self.logfile, stderr=subprocess.STDOUT,
+        # SWITCHBOARD_WRAPPER runs every process under a tool, e.g. valgrind
+        # (./switchboard test does, with --error-exitcode, so that what it
+        # finds makes the exit status non-zero like a sanitizer finding).
+        wrapper = shlex.split(os.environ.get("SWITCHBOARD_WRAPPER", ""))
+        self.proc = subprocess.Popen(wrapper + self.argv, stdout=self.logfile, stderr=subprocess.STDOUT,
                                      env=self.env, stdin=subprocess.DEVNULL)
         return self
 

@@ -2,13 +2,15 @@
 # with-pg.sh PG_LOCAL TEST [ARGS...]: run a storage test against the database
 # in SWITCHBOARD_TEST_DB, or, when it is unset, against a private PostgreSQL
 # cluster started for this test in a temporary directory (tools/pg-local),
-# stopped and removed afterwards.
+# stopped and removed afterwards. SWITCHBOARD_TEST_WRAPPER (e.g. a valgrind
+# command line) runs the test under that tool.
 set -eu
 pglocal=$1
 shift
 export SWITCHBOARD_PG_LOCAL="$pglocal"
+wrapper=${SWITCHBOARD_TEST_WRAPPER:-}
 if [ -n "${SWITCHBOARD_TEST_DB:-}" ]; then
-    exec "$@"
+    exec $wrapper "$@"
 fi
 dir=$(mktemp -d "${TMPDIR:-/tmp}/sb-storage-test.XXXXXX")
 cleanup() {
@@ -25,5 +27,5 @@ fi
 rm -f "$dir.err"
 export SWITCHBOARD_TEST_DB
 rc=0
-"$@" || rc=$?
+$wrapper "$@" || rc=$?
 exit $rc
