@@ -1,11 +1,14 @@
 /* Credentials and account changes, through storage/accounts.h
  * (PostgreSQL, asynchronous). Every callback runs on the loop, never
  * inside the call. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "c2s/auth_cache.h"
 #include "c2s/c2s.h"
 #include "common/crypto.h"
+#include "common/jid.h"
 #include "common/log.h"
 #include "common/scram.h"
 
@@ -79,15 +82,35 @@ void accounts_get(c2s *srv, const char *domain, const char *user, pending_op *op
     account_get_credentials(srv->store, domain, user, on_creds, r);
 }
 
-int accounts_check_password(const c2s_creds *creds, const char *password)
+/* The secrets a plaintext password is checked against: one PBKDF2, never
+ * both. SHA-256 first: with OpenSSL 3 the cost of PBKDF2 is mostly its
+ * per-iteration overhead, and on a CPU with SHA extensions the SHA-1 one
+ * measured no cheaper (2.7 ms against 2.4 ms for 4096 iterations). */
+static const scram_secrets *check_secrets(const c2s_creds *creds)
 {
-    account_credentials ac;
-    memset(&ac, 0, sizeof ac);
-    if (creds->sha1) ac.sha1 = *creds->sha1;
-    if (creds->sha256) ac.sha256 = *creds->sha256;
-    ac.plaintext = creds->plaintext;
-    int ok = account_check_password(&ac, password);
-    crypto_wipe(&ac, sizeof ac);
+    if (creds->sha256 && creds->sha256->iterations && creds->sha256->salt_len) return creds->sha256;
+    if (creds->sha1 && creds->sha1->iterations && creds->sha1->salt_len) return creds->sha1;
+    return NULL;
+}
+
+int accounts_verify_password(c2s *srv, const char *domain, const char *user, const c2s_creds *creds,
+                             const char *password)
+{
+    if (!creds || !password) return 0;
+    const scram_secrets *sec = check_secrets(creds);
+    if (!sec) return 0;
+    char account[2 * JID_PART_MAX + 2];
+    snprintf(account, sizeof account, "%s@%s", user, domain);
+    uint64_t now = uv_now(srv->loop);
+    if (auth_cache_hit(srv->auth_cache, account, sec, password, now)) {
+        log_debug("c2s %s: password of %s checked from the cache", srv->name, account);
+        return 1;
+    }
+    scram_secrets got;
+    if (scram_make_secrets(sec->alg, password, sec->salt, sec->salt_len, sec->iterations, &got) != 0) return 0;
+    int ok = crypto_memeq(got.stored_key, sec->stored_key, hash_len(sec->alg));
+    crypto_wipe(&got, sizeof got);
+    if (ok) auth_cache_store(srv->auth_cache, account, sec, password, now);
     return ok;
 }
 

@@ -13,7 +13,9 @@
  *   session.c     the link to the sm (docs/sessions.md)
  *   stream_mgmt.c stream management (XEP-0198)
  *   csi.c         client state indication (XEP-0352): presence held back while inactive
- *   limits.c      rate limiting, failed-auth and registration throttles
+ *   limits.c      rate limiting (bytes, stanzas per connection and per address),
+ *                 caps on unauthenticated connections, failed-auth and
+ *                 registration throttles
  *   accounts.c    credentials from storage/ (asynchronous)
  */
 #ifndef SB_C2S_H
@@ -49,6 +51,7 @@ typedef struct sasl_state sasl_state;
 typedef struct c2s_session c2s_session;
 typedef struct pending_op pending_op;
 typedef struct csi_state csi_state;
+typedef struct c2s_orphan c2s_orphan;
 
 typedef struct c2s_limits {
     size_t max_stanza_bytes;        /* limits/max-stanza-bytes */
@@ -67,6 +70,12 @@ typedef struct c2s_limits {
     size_t write_high_water;        /* limits/write-queue-high */
     size_t write_max;               /* limits/write-queue-max */
     uint64_t session_start_timeout_ms; /* limits/session-start-timeout */
+    unsigned max_unauthenticated;   /* limits/max-unauthenticated (0 = no cap) */
+    unsigned unauthenticated_per_ip;/* limits/unauthenticated-per-ip (0 = no cap) */
+    uint64_t rate_stanzas;          /* limits/rate-stanzas per second per connection (0 = no limit) */
+    uint64_t rate_stanzas_burst;    /* limits/rate-stanzas-burst */
+    uint64_t rate_stanzas_per_ip;   /* limits/rate-stanzas-per-ip per second, all connections of an address */
+    uint64_t rate_stanzas_per_ip_burst; /* limits/rate-stanzas-per-ip-burst */
 } c2s_limits;
 
 typedef struct c2s_listener {
@@ -84,6 +93,9 @@ struct ip_entry {
     uint64_t auth_window_start;
     unsigned registrations;
     uint64_t reg_window_start;
+    unsigned unauthed;              /* connections from here not authenticated yet */
+    int64_t stanza_tokens;          /* the address's stanza bucket (limits/rate-stanzas-per-ip) */
+    uint64_t stanza_refill_at;
     char ip[];
 };
 
@@ -111,6 +123,7 @@ struct c2s {
     /* stream management */
     uint64_t resume_timeout_ms;     /* sm/resume-timeout; 0 = no resumption */
     unsigned max_unacked;           /* sm/max-unacked */
+    uint64_t drain_timeout_ms;      /* sm/drain-timeout: wait for the client's <a/> when the sm is lost */
 
     c2s_listener listeners[2];      /* [0] STARTTLS port, [1] direct TLS port */
     component *comp;
@@ -122,6 +135,7 @@ struct c2s {
     strmap account_failures;        /* "user@domain" -> fail_entry */
     client *clients;
     size_t nclients;
+    size_t nunauthed;               /* connections from accept until authentication */
     client *throttled;              /* clients paused by the rate limiter */
     uv_timer_t tick;                /* 1 s housekeeping */
     uv_timer_t throttle_timer;
@@ -129,9 +143,14 @@ struct c2s {
     uint64_t *ack_due;              /* c2s-ids of clients with an <r/> due */
     size_t nack_due, ack_due_cap;
     int throttle_timer_on;
+    /* delivery guarantees (docs/sessions.md §7) */
+    c2s_orphan *orphans;            /* sessions whose sm was lost, waiting for it to come back */
+    uv_timer_t drain_timer;         /* ends the sessions whose client did not answer in time */
+    int drain_timer_on;
     buf out;                        /* scratch for serialisation */
     uint64_t next_client_id;
     unsigned char fake_salt_key[32];/* for answers about unknown users */
+    struct auth_cache *auth_cache;  /* successful password checks (auth_cache.c) */
     int stopping;
     void (*on_stopped)(c2s *srv);
 };
@@ -174,6 +193,30 @@ struct c2s_session {
     unsigned ack_scheduled : 1;     /* an <r/> is due at the end of this loop iteration */
     char *resume_id;
     uint64_t detached_until;        /* CL_DETACHED: loop time when the session ends */
+    /* delivery guarantees (docs/sessions.md §7) */
+    uint32_t route_seq;             /* seq of the last client stanza routed to the sm */
+    uint32_t *h_wait;               /* per client stanza not yet counted in h_in: the seq it waits for */
+    unsigned h_wait_head, h_wait_len, h_wait_cap;
+    unsigned last_direct : 1;       /* the last client stanza was counted at once */
+    unsigned a_owed : 1;            /* an <r/> waits for the sm's confirmations to be answered */
+    unsigned report_scheduled : 1;  /* 'acked' to send to the sm at the end of this loop iteration */
+    unsigned sm_lost : 1;           /* the sm is gone: what is left goes to an orphan */
+    unsigned draining : 1;          /* ... after the client's <a/> (or drain_until) */
+    unsigned drain_answers : 2;     /* <a/> still to come for the <r/> sent */
+    uint32_t acked_seq;             /* the last sm seq the client acknowledged (or was written, without SM) */
+    uint32_t reported_seq;          /* the last acked_seq told to the sm */
+    uint32_t a_target;              /* a_owed: the seq whose confirmation answers the <r/> */
+    uint64_t drain_until;
+};
+
+/* A session of a lost sm: what the client acknowledged and what it did not,
+ * told to the sm of its domain when that is back. */
+struct c2s_orphan {
+    c2s_orphan *next;
+    int host_index;
+    uint64_t c2s_id, sm_id;
+    uint32_t acked_seq;
+    struct sm_item *items;          /* not acknowledged, oldest first */
 };
 
 struct client {
@@ -209,6 +252,10 @@ struct client {
     uint64_t resume_read_at;
     client *next_throttled;
     unsigned throttled : 1;
+    unsigned unauth_counted : 1;    /* counted in nunauthed (and its address's unauthed) */
+    const char *throttled_by;       /* which rate it is over (for logs); a string literal */
+    int64_t stanza_tokens;          /* elements (limits/rate-stanzas) */
+    uint64_t stanza_refill_at;
     uint64_t last_write;            /* loop time of the last write (keepalives) */
     uint64_t connected_at;          /* loop time of the accept (unauthenticated timeout) */
     uint64_t op_deadline;           /* loop time by which the pending sm answer must come */
@@ -307,6 +354,26 @@ void session_route_stanza(client *cl, const xnode *el);
 void session_hand_back(c2s *srv, uint64_t c2s_id, uint64_t sm_id, const char *domain,
                        const char *data, size_t len);
 void session_account_removed(client *cl);
+/* Tell the sm which numbered messages the client acknowledged. */
+void session_send_acked(client *cl);
+/* The sm confirmed the client's stanzas up to seq ('handled'). */
+void sm_handled(client *cl, uint32_t seq);
+/* A client stanza goes to the sm with this seq: counted once it is confirmed. */
+void sm_routed(client *cl, uint32_t seq);
+/* Keep the session's unacknowledged stanzas for the sm of its domain (it is gone). */
+void sm_orphan(client *cl);
+/* The sm of a domain is back: give it the orphans of that domain. */
+void sm_orphans_flush(c2s *srv, int host_index);
+/* The sm of a domain is gone: ask each client what it got, then close. */
+void sm_drain(client *cl);
+void sm_orphans_free(c2s *srv);
+/* The client answered (or the drain timed out): orphan the session and close the stream. */
+void sm_drain_done(client *cl);
+/* Hand back with the sm's number of the stanza (0 for none). */
+void session_hand_back_seq(c2s *srv, uint64_t c2s_id, uint64_t sm_id, const char *domain, const char *data,
+                           size_t len, uint32_t seq);
+/* 'end' for an orphan's session, with what its client acknowledged. */
+void session_end_orphan(c2s *srv, const char *domain, uint64_t c2s_id, uint64_t sm_id, uint32_t acked_seq);
 int session_sm_online(const c2s *srv, int host_index);
 
 /* ---- stream_mgmt.c ---- */
@@ -314,6 +381,8 @@ void sm_features(client *cl, buf *out);
 int sm_handle(client *cl, stanza *st);   /* 1 if it was a stream management element */
 /* A stanza goes to the client: counted and kept until acknowledged. */
 void sm_outgoing(client *cl, const char *data, size_t len);
+/* The same for a stanza the sm numbered (seq, 0 for none). */
+void sm_outgoing_seq(client *cl, const char *data, size_t len, uint32_t seq);
 void sm_incoming(client *cl);
 /* The connection is gone: 1 if the session stays for resumption. */
 int sm_detach(client *cl);
@@ -340,8 +409,23 @@ void csi_detach(client *cl);
 void csi_free(client *cl);
 
 /* ---- limits.c ---- */
-/* Account bytes read; returns 0 to go on, 1 if reading was paused, -1 to disconnect. */
+/* Account bytes read, before they are parsed; returns 0 to go on, -1 to
+ * disconnect (over the rate for too long already). */
 int rate_account(client *cl, size_t len);
+/* Account one top-level element from the client (connection and address). */
+void rate_account_element(client *cl);
+/* After a read is parsed: pause reading while any bucket is in debt.
+ * Returns 0 to go on, 1 if reading was paused, -1 to disconnect. */
+int rate_settle(client *cl);
+/* Start the stanza bucket of a new address entry. */
+void rate_ip_entry_init(c2s *srv, ip_entry *e);
+/* 1 while the address's stanza bucket is still in debt (keep its entry). */
+int rate_ip_entry_in_debt(const c2s *srv, const ip_entry *e, uint64_t now);
+/* Unauthenticated connections: counted from accept until authentication.
+ * unauth_admit counts a new connection: -1 if over limits/max-unauthenticated. */
+int unauth_admit(client *cl);
+/* Authenticated or gone: no longer counted. */
+void unauth_release(client *cl);
 void rate_unthrottle(client *cl);
 void throttle_timer_cb(uv_timer_t *t);
 /* 1 if auth attempts from this IP / for this account must be refused now. */
@@ -361,7 +445,10 @@ typedef struct c2s_creds {
 } c2s_creds;
 typedef void (*c2s_creds_cb)(pending_op *op, storage_status st, const c2s_creds *creds);
 void accounts_get(c2s *srv, const char *domain, const char *user, pending_op *op, c2s_creds_cb cb);
-int accounts_check_password(const c2s_creds *creds, const char *password);
+/* A plaintext password (PLAIN, jabber:iq:auth) against the stored secrets:
+ * one PBKDF2, or none when auth_cache.c remembers the same check. */
+int accounts_verify_password(c2s *srv, const char *domain, const char *user, const c2s_creds *creds,
+                             const char *password);
 void accounts_create(c2s *srv, const char *domain, const char *user, const char *password,
                      pending_op *op, void (*cb)(pending_op *op, storage_status st));
 void accounts_set_password(c2s *srv, const char *domain, const char *user, const char *password,

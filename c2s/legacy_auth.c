@@ -71,7 +71,7 @@ static void on_creds(pending_op *op, storage_status st, const c2s_creds *creds)
         client_iq_error(cl, op->iq_id, "internal-server-error", "the account database is not available");
     } else {
         if (st == STORAGE_OK && creds) {
-            if (op->password) ok = accounts_check_password(creds, op->password);
+            if (op->password) ok = accounts_verify_password(srv, cl->domain, op->username, creds, op->password);
             else if (op->digest) ok = digest_matches(cl, creds->plaintext, op->digest);
         }
         if (!ok) {

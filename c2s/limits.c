@@ -1,10 +1,25 @@
-/* Rate control and throttles.
+/* Rate control, throttles and the cap on unauthenticated connections.
  *
- * Bytes: a token bucket per connection (limits/rate-bytes per second, up to
- * limits/rate-burst). A connection that runs out stops being read until the
- * bucket refills, so a flooder is slowed down by TCP itself; one that stays
- * out of tokens for limits/rate-disconnect-after is cut off with
- * <policy-violation/>.
+ * Rates are token buckets that may go into debt: what was read is always
+ * parsed, and reading then pauses until the debt is paid, so a flooder is
+ * slowed down by TCP itself and its long-run rate is exactly the configured
+ * one. A connection that stays in debt for limits/rate-disconnect-after is
+ * cut off with <policy-violation/>. Three buckets:
+ *   - bytes per connection (limits/rate-bytes, rate-burst);
+ *   - top-level elements per connection (limits/rate-stanzas,
+ *     rate-stanzas-burst): small stanzas cost the sm and the router far more
+ *     than their bytes say;
+ *   - top-level elements per address, all its connections together
+ *     (limits/rate-stanzas-per-ip, rate-stanzas-per-ip-burst), so that
+ *     opening more connections does not multiply the rate. The address's
+ *     entry outlives its connections while in debt, so reconnecting does not
+ *     refill it either.
+ *
+ * Unauthenticated connections are counted from accept until authentication
+ * succeeds, in all (limits/max-unauthenticated) and per address
+ * (limits/unauthenticated-per-ip): they cost a TLS handshake and parser
+ * state without any account to blame, and are what a connection flood
+ * consists of.
  *
  * Authentication: failures are counted per address and per account in a
  * window (limits/auth-failure-window); past the limit further attempts are
@@ -27,17 +42,23 @@ typedef struct fail_entry {
     uint64_t window_start;
 } fail_entry;
 
-static void refill(client *cl, uint64_t now)
+/* ---- token buckets ---- */
+
+static void bucket_refill(int64_t *tokens, uint64_t *refill_at, uint64_t rate, uint64_t burst, uint64_t now)
 {
-    c2s *srv = cl->srv;
-    if (now > cl->refill_at) {
-        uint64_t add = (now - cl->refill_at) * srv->lim.rate_bytes / 1000;
-        if (add > 0) {
-            cl->tokens += (int64_t)add;
-            if (cl->tokens > (int64_t)srv->lim.rate_burst) cl->tokens = (int64_t)srv->lim.rate_burst;
-            cl->refill_at = now;
-        }
-    }
+    if (now <= *refill_at) return;
+    uint64_t add = (now - *refill_at) * rate / 1000;
+    if (add == 0) return;   /* less than one token yet: keep counting from refill_at */
+    uint64_t room = *tokens < (int64_t)burst ? (uint64_t)((int64_t)burst - *tokens) : 0;
+    *tokens += (int64_t)(add < room ? add : room);
+    *refill_at = now;
+}
+
+/* Milliseconds until a bucket is out of debt; 0 if it is not in debt. */
+static uint64_t bucket_debt_ms(int64_t tokens, uint64_t rate)
+{
+    if (tokens >= 0 || !rate) return 0;
+    return (uint64_t)(-tokens) * 1000 / rate + 1;
 }
 
 static void ensure_timer(c2s *srv)
@@ -52,23 +73,93 @@ int rate_account(client *cl, size_t len)
     c2s *srv = cl->srv;
     if (!srv->lim.rate_bytes) return 0;
     uint64_t now = uv_now(srv->loop);
-    refill(cl, now);
+    bucket_refill(&cl->tokens, &cl->refill_at, srv->lim.rate_bytes, srv->lim.rate_burst, now);
     cl->tokens -= (int64_t)len;
-    if (cl->tokens >= 0) {
+    /* Still over the rate after rate-disconnect-after: do not even parse this. */
+    if (cl->tokens < 0 && cl->throttled_since && srv->lim.rate_max_throttled_ms &&
+        now - cl->throttled_since >= srv->lim.rate_max_throttled_ms) {
+        log_warn("c2s %s: client %" PRIu64 " (%s): over %" PRIu64 " bytes/s for %" PRIu64 " ms, disconnecting",
+                 srv->name, cl->id, client_label(cl), srv->lim.rate_bytes, now - cl->throttled_since);
+        return -1;
+    }
+    return 0;
+}
+
+void rate_ip_entry_init(c2s *srv, ip_entry *e)
+{
+    e->stanza_tokens = (int64_t)srv->lim.rate_stanzas_per_ip_burst;
+    e->stanza_refill_at = uv_now(srv->loop);
+}
+
+int rate_ip_entry_in_debt(const c2s *srv, const ip_entry *e, uint64_t now)
+{
+    uint64_t wait = bucket_debt_ms(e->stanza_tokens, srv->lim.rate_stanzas_per_ip);
+    return wait && now < e->stanza_refill_at + wait;
+}
+
+void rate_account_element(client *cl)
+{
+    c2s *srv = cl->srv;
+    uint64_t now = uv_now(srv->loop);
+    if (srv->lim.rate_stanzas) {
+        bucket_refill(&cl->stanza_tokens, &cl->stanza_refill_at, srv->lim.rate_stanzas,
+                      srv->lim.rate_stanzas_burst, now);
+        cl->stanza_tokens--;
+    }
+    ip_entry *e = cl->ipe;
+    if (e && srv->lim.rate_stanzas_per_ip) {
+        bucket_refill(&e->stanza_tokens, &e->stanza_refill_at, srv->lim.rate_stanzas_per_ip,
+                      srv->lim.rate_stanzas_per_ip_burst, now);
+        e->stanza_tokens--;
+    }
+}
+
+int rate_settle(client *cl)
+{
+    c2s *srv = cl->srv;
+    uint64_t now = uv_now(srv->loop);
+    const char *what = NULL;
+    uint64_t wait = 0, w;
+    if (srv->lim.rate_bytes) {
+        bucket_refill(&cl->tokens, &cl->refill_at, srv->lim.rate_bytes, srv->lim.rate_burst, now);
+        if ((w = bucket_debt_ms(cl->tokens, srv->lim.rate_bytes)) > wait) {
+            wait = w;
+            what = "bytes";
+        }
+    }
+    if (srv->lim.rate_stanzas) {
+        bucket_refill(&cl->stanza_tokens, &cl->stanza_refill_at, srv->lim.rate_stanzas,
+                      srv->lim.rate_stanzas_burst, now);
+        if ((w = bucket_debt_ms(cl->stanza_tokens, srv->lim.rate_stanzas)) > wait) {
+            wait = w;
+            what = "stanzas";
+        }
+    }
+    ip_entry *e = cl->ipe;
+    if (e && srv->lim.rate_stanzas_per_ip) {
+        bucket_refill(&e->stanza_tokens, &e->stanza_refill_at, srv->lim.rate_stanzas_per_ip,
+                      srv->lim.rate_stanzas_per_ip_burst, now);
+        if ((w = bucket_debt_ms(e->stanza_tokens, srv->lim.rate_stanzas_per_ip)) > wait) {
+            wait = w;
+            what = "stanzas from its address";
+        }
+    }
+    if (!wait) {
         cl->throttled_since = 0;
         return 0;
     }
     if (!cl->throttled_since) {
         cl->throttled_since = now;
-        log_info("c2s %s: client %" PRIu64 " (%s): over %" PRIu64 " bytes/s, slowing it down", srv->name, cl->id,
-                 client_label(cl), srv->lim.rate_bytes);
+        log_info("c2s %s: client %" PRIu64 " (%s): over the rate of %s, slowing it down", srv->name, cl->id,
+                 client_label(cl), what);
     } else if (srv->lim.rate_max_throttled_ms && now - cl->throttled_since >= srv->lim.rate_max_throttled_ms) {
-        log_warn("c2s %s: client %" PRIu64 " (%s): over the rate limit for %" PRIu64 " ms, disconnecting", srv->name,
-                 cl->id, client_label(cl), now - cl->throttled_since);
+        log_warn("c2s %s: client %" PRIu64 " (%s): over the rate of %s for %" PRIu64 " ms, disconnecting",
+                 srv->name, cl->id, client_label(cl), what, now - cl->throttled_since);
         return -1;
     }
     /* Wait until the debt is paid. */
-    cl->resume_read_at = now + (uint64_t)(-cl->tokens) * 1000 / srv->lim.rate_bytes + 1;
+    cl->throttled_by = what;
+    cl->resume_read_at = now + wait;
     if (!cl->throttled) {
         cl->throttled = 1;
         cl->next_throttled = srv->throttled;
@@ -98,6 +189,17 @@ void throttle_timer_cb(uv_timer_t *t)
     uint64_t now = uv_now(srv->loop);
     for (client *cl = srv->throttled, *next; cl; cl = next) {
         next = cl->next_throttled;
+        if (cl->throttled_since && srv->lim.rate_max_throttled_ms && cl->c && cl->state != CL_CLOSING &&
+            now - cl->throttled_since >= srv->lim.rate_max_throttled_ms) {
+            /* Still paying for what it sent: over the rate all this time, however
+             * much a single read carried. */
+            log_warn("c2s %s: client %" PRIu64 " (%s): over the rate of %s for %" PRIu64 " ms, disconnecting",
+                     srv->name, cl->id, client_label(cl), cl->throttled_by ? cl->throttled_by : "bytes",
+                     now - cl->throttled_since);
+            rate_unthrottle(cl);
+            client_stream_error(cl, "policy-violation", "sending too fast for too long");
+            continue;
+        }
         if (now < cl->resume_read_at) continue;
         rate_unthrottle(cl);
         if (cl->c && !cl->op && cl->state != CL_CLOSING) conn_resume_read(cl->c);
@@ -106,6 +208,29 @@ void throttle_timer_cb(uv_timer_t *t)
         uv_timer_stop(&srv->throttle_timer);
         srv->throttle_timer_on = 0;
     }
+}
+
+/* ---- unauthenticated connections ---- */
+
+int unauth_admit(client *cl)
+{
+    c2s *srv = cl->srv;
+    cl->unauth_counted = 1;
+    srv->nunauthed++;
+    if (srv->lim.max_unauthenticated && srv->nunauthed > srv->lim.max_unauthenticated) {
+        log_warn("c2s %s: refusing a connection: %zu connections are not authenticated yet (limit %u)", srv->name,
+                 srv->nunauthed, srv->lim.max_unauthenticated);
+        return -1;
+    }
+    return 0;
+}
+
+void unauth_release(client *cl)
+{
+    if (!cl->unauth_counted) return;
+    cl->unauth_counted = 0;
+    cl->srv->nunauthed--;
+    if (cl->ipe && cl->ipe->unauthed) cl->ipe->unauthed--;
 }
 
 /* ---- failed authentication ---- */
@@ -179,6 +304,7 @@ void auth_failed(client *cl, const char *user)
 void auth_succeeded(client *cl, const char *user)
 {
     c2s *srv = cl->srv;
+    unauth_release(cl);
     char key[2 * 1024 + 2];
     account_key(cl, user, key, sizeof key);
     fail_entry *f = strmap_del(&srv->account_failures, key);

@@ -1,6 +1,7 @@
 /* Listening sockets (STARTTLS port and direct TLS port, XEP-0368), accepting
- * connections, and the per-address bookkeeping: connection caps and the
- * entries the throttles count in. */
+ * connections, and the per-address bookkeeping: connection caps (all
+ * connections, and those not authenticated yet) and the entries the
+ * throttles count in. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@ ip_entry *ip_entry_get(c2s *srv, const char *ip)
     e = calloc(1, sizeof *e + n + 1);
     if (!e) abort();
     memcpy(e->ip, ip, n + 1);
+    rate_ip_entry_init(srv, e);
     strmap_put(&srv->ips, ip, e);
     return e;
 }
@@ -25,6 +27,7 @@ static int ip_entry_idle(const c2s *srv, const ip_entry *e, uint64_t now)
     if (e->conns) return 0;
     if (e->auth_failures && now - e->auth_window_start < srv->lim.auth_failure_window_ms) return 0;
     if (e->registrations && now - e->reg_window_start < 60000) return 0;
+    if (rate_ip_entry_in_debt(srv, e, now)) return 0;
     return 1;
 }
 
@@ -56,14 +59,39 @@ int client_set_ip(client *cl, const char *ip)
     c2s *srv = cl->srv;
     ip_entry *e = ip_entry_get(srv, ip);
     e->conns++;
-    if (cl->ipe) ip_entry_release(srv, cl->ipe);
+    if (cl->unauth_counted) e->unauthed++;
+    if (cl->ipe) {
+        /* The PROXY header names the real address: move the counts there. */
+        if (cl->unauth_counted && cl->ipe->unauthed) cl->ipe->unauthed--;
+        ip_entry_release(srv, cl->ipe);
+    }
     cl->ipe = e;
     if (srv->lim.connections_per_ip && e->conns > srv->lim.connections_per_ip) {
         log_warn("c2s %s: refusing a connection from %s: %u connections from that address (limit %u)", srv->name,
                  ip, e->conns, srv->lim.connections_per_ip);
         return -1;
     }
+    if (srv->lim.unauthenticated_per_ip && e->unauthed > srv->lim.unauthenticated_per_ip) {
+        log_warn("c2s %s: refusing a connection from %s: %u connections from that address are not "
+                 "authenticated yet (limit %u)", srv->name, ip, e->unauthed, srv->lim.unauthenticated_per_ip);
+        return -1;
+    }
     return 0;
+}
+
+/* Refuse a new connection. On the direct TLS port no stream can be spoken
+ * before a TLS handshake, and a handshake is the very cost a cap avoids:
+ * the connection is just closed. */
+static void refuse(client *cl, int direct_tls, const char *condition, const char *text)
+{
+    /* A refused connection only waits to be closed: it holds no slot. */
+    unauth_release(cl);
+    if (direct_tls) {
+        cl->state = CL_CLOSING;
+        conn_abort(cl->c, text);
+    } else {
+        client_stream_error(cl, condition, text);
+    }
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -93,15 +121,15 @@ static void on_connection(uv_stream_t *server, int status)
         client_stream_error(cl, "resource-constraint", "the server has too many connections");
         return;
     }
-    if (!srv->proxy_protocol && client_set_ip(cl, conn_peer_ip(c)) < 0) {
-        if (l->direct_tls) {
-            /* No stream can be spoken before the TLS handshake: just close. */
-            cl->state = CL_CLOSING;
-            conn_abort(c, "too many connections from this address");
-        } else {
-            client_stream_error(cl, "policy-violation", "too many connections from your address");
-        }
+    /* The server as a whole is short of room (RFC 6120 4.9.3.17), whoever
+     * this client is: resource-constraint, as for max-connections. */
+    if (unauth_admit(cl) < 0) {
+        refuse(cl, l->direct_tls, "resource-constraint", "too many connections are authenticating; try again later");
+        return;
     }
+    /* This address is over a local policy (4.9.3.14): policy-violation. */
+    if (!srv->proxy_protocol && client_set_ip(cl, conn_peer_ip(c)) < 0)
+        refuse(cl, l->direct_tls, "policy-violation", "too many connections from your address");
 }
 
 static int open_one(c2s *srv, c2s_listener *l, const char *address, int port, int direct_tls, int reuseport)

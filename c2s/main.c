@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "c2s/auth_cache.h"
 #include "c2s/c2s.h"
 #include "c2s/observe.h"
 #include "common/crypto.h"
@@ -34,16 +35,23 @@ static const config_key c2s_keys[] = {
     {"tls/cert", CFG_FILE, 0, "certificate chain (PEM)"},
     {"tls/key", CFG_FILE, 0, "private key (PEM)"},
     {"tls/required", CFG_BOOL, 0, "STARTTLS before authentication (default true)"},
+    {"tls/certificate", CFG_SECTION, CFG_MULTI, "a certificate for one domain, chosen by the name the client asks for (SNI)"},
+    {"tls/certificate/@domain", CFG_STRING, CFG_REQUIRED, "the domain (server name) this certificate is for"},
+    {"tls/certificate/cert", CFG_FILE, CFG_REQUIRED, "its certificate chain (PEM)"},
+    {"tls/certificate/key", CFG_FILE, CFG_REQUIRED, "its private key (PEM)"},
     {"auth", CFG_SECTION, 0, "authentication"},
     {"auth/plain-without-tls", CFG_BOOL, 0, "allow PLAIN and plaintext iq:auth on unencrypted streams (default false)"},
     {"auth/store-plaintext", CFG_BOOL, 0, "keep plaintext passwords for legacy digest auth (default false)"},
     {"auth/channel-binding", CFG_BOOL, 0, "offer SCRAM-*-PLUS with tls-exporter over TLS 1.3 (default false)"},
     {"auth/scram-iterations", CFG_INT, 0, "PBKDF2 iterations for new SCRAM secrets (default 4096)"},
+    {"auth/password-cache-size", CFG_INT, 0, "accounts whose last good PLAIN/iq:auth password check is remembered (default 10000; 0 = off)"},
+    {"auth/password-cache-ttl", CFG_INT, 0, "seconds a remembered password check stays good (default 300)"},
     {"register", CFG_SECTION, 0, "in-band registration (XEP-0077)"},
     {"register/enabled", CFG_BOOL, 0, "allow creating accounts in-band (default false)"},
     {"register/per-ip-per-minute", CFG_INT, 0, "accounts one address may create per minute (default 3; 0 = no cap)"},
     {"limits", CFG_SECTION, 0, "limits"},
     {"limits/max-stanza-bytes", CFG_INT, 0, "largest element a client may send (default 64k)"},
+    {"limits/parser-idle-ms", CFG_INT, 0, "milliseconds a stream idle between stanzas keeps its XML parser (default 250; 0 = frees it at once)"},
     {"limits/connections-per-ip", CFG_INT, 0, "connections from one address (default 32; 0 = no cap)"},
     {"limits/max-connections", CFG_INT, 0, "connections in all (default 0 = no cap)"},
     {"limits/unauthenticated-timeout", CFG_INT, 0, "seconds to authenticate and bind (default 60)"},
@@ -59,12 +67,19 @@ static const config_key c2s_keys[] = {
     {"limits/write-queue-high", CFG_INT, 0, "bytes queued to a slow client before it counts as congested (default 256k)"},
     {"limits/write-queue-max", CFG_INT, 0, "bytes queued to a client that does not read before it is cut off (default 4m)"},
     {"limits/session-start-timeout", CFG_INT, 0, "seconds to wait for the sm to start a session (default 30)"},
+    {"limits/max-unauthenticated", CFG_INT, 0, "connections not authenticated yet, in all (default 1000; 0 = no cap)"},
+    {"limits/unauthenticated-per-ip", CFG_INT, 0, "connections not authenticated yet from one address (default 16; 0 = no cap)"},
+    {"limits/rate-stanzas", CFG_INT, 0, "top-level elements per second a connection may send, sustained (default 20; 0 = no limit)"},
+    {"limits/rate-stanzas-burst", CFG_INT, 0, "top-level elements a connection may send in a burst (default 200)"},
+    {"limits/rate-stanzas-per-ip", CFG_INT, 0, "top-level elements per second from one address, all connections (default 100; 0 = no limit)"},
+    {"limits/rate-stanzas-per-ip-burst", CFG_INT, 0, "top-level elements from one address in a burst (default 1000)"},
     {"csi", CFG_SECTION, 0, "client state indication (XEP-0352)"},
     {"csi/max-held", CFG_INT, 0, "presence stanzas held for an inactive client before all are written (default 100)"},
     {"csi/max-held-bytes", CFG_INT, 0, "bytes held for an inactive client before all are written (default 256k)"},
     {"sm", CFG_SECTION, 0, "stream management (XEP-0198)"},
     {"sm/resume-timeout", CFG_INT, 0, "seconds a dropped session may be resumed (default 300; 0 = no resumption)"},
     {"sm/max-unacked", CFG_INT, 0, "stanzas sent and not acknowledged before the stream is closed (default 1000)"},
+    {"sm/drain-timeout", CFG_INT, 0, "seconds to wait for a client's <a/> when the sm is lost (default 5; 0 = close at once)"},
     {NULL, 0, 0, NULL},
 };
 
@@ -111,6 +126,13 @@ static void load_auth_settings(c2s *srv)
     if (srv->scram_iterations < 1) srv->scram_iterations = SCRAM_DEFAULT_ITERATIONS;
     srv->register_enabled = config_bool(cfg, "register/enabled", 0);
     srv->register_per_ip_per_minute = (unsigned)config_int(cfg, "register/per-ip-per-minute", 3);
+    long long cache_size = config_int(cfg, "auth/password-cache-size", 10000);
+    long long cache_ttl = config_int(cfg, "auth/password-cache-ttl", 300);
+    size_t n = cache_size > 0 ? (size_t)cache_size : 0;
+    uint64_t ttl_ms = (uint64_t)(cache_ttl > 0 ? (cache_ttl > 86400 ? 86400 : cache_ttl) : 0) * 1000;
+    if (ttl_ms == 0) n = 0;
+    if (!srv->auth_cache) srv->auth_cache = auth_cache_new(n, ttl_ms);
+    else auth_cache_configure(srv->auth_cache, n, ttl_ms);
 }
 
 static void load_limits(c2s *srv)
@@ -118,6 +140,9 @@ static void load_limits(c2s *srv)
     const config *cfg = srv->cfg;
     c2s_limits *l = &srv->lim;
     l->max_stanza_bytes = (size_t)config_int(cfg, "limits/max-stanza-bytes", 64 * 1024);
+    long long parser_idle = config_int(cfg, "limits/parser-idle-ms", XML_PARSER_IDLE_MS_DEFAULT);
+    xml_stream_set_parser_idle_ms(parser_idle < 0 ? XML_PARSER_IDLE_MS_DEFAULT
+                                  : parser_idle > 3600000 ? 3600000u : (unsigned)parser_idle);
     l->connections_per_ip = (unsigned)config_int(cfg, "limits/connections-per-ip", 32);
     l->max_connections = (unsigned)config_int(cfg, "limits/max-connections", 0);
     l->unauth_timeout_ms = (uint64_t)config_int(cfg, "limits/unauthenticated-timeout", 60) * 1000;
@@ -135,13 +160,24 @@ static void load_limits(c2s *srv)
     l->write_high_water = (size_t)config_int(cfg, "limits/write-queue-high", 256 * 1024);
     l->write_max = (size_t)config_int(cfg, "limits/write-queue-max", 4 * 1024 * 1024);
     l->session_start_timeout_ms = (uint64_t)config_int(cfg, "limits/session-start-timeout", 30) * 1000;
+    l->max_unauthenticated = (unsigned)config_int(cfg, "limits/max-unauthenticated", 1000);
+    l->unauthenticated_per_ip = (unsigned)config_int(cfg, "limits/unauthenticated-per-ip", 16);
+    l->rate_stanzas = (uint64_t)config_int(cfg, "limits/rate-stanzas", 20);
+    l->rate_stanzas_burst = (uint64_t)config_int(cfg, "limits/rate-stanzas-burst", 200);
+    if (l->rate_stanzas_burst < l->rate_stanzas) l->rate_stanzas_burst = l->rate_stanzas;
+    l->rate_stanzas_per_ip = (uint64_t)config_int(cfg, "limits/rate-stanzas-per-ip", 100);
+    l->rate_stanzas_per_ip_burst = (uint64_t)config_int(cfg, "limits/rate-stanzas-per-ip-burst", 1000);
+    if (l->rate_stanzas_per_ip_burst < l->rate_stanzas_per_ip) l->rate_stanzas_per_ip_burst = l->rate_stanzas_per_ip;
     srv->resume_timeout_ms = (uint64_t)config_int(cfg, "sm/resume-timeout", 300) * 1000;
     srv->max_unacked = (unsigned)config_int(cfg, "sm/max-unacked", 1000);
+    long long drain_s = config_int(cfg, "sm/drain-timeout", 5);
+    srv->drain_timeout_ms = drain_s > 0 ? (uint64_t)(drain_s > 3600 ? 3600 : drain_s) * 1000 : 0;
 }
 
 /* SIGHUP: read the config again and apply what can change while clients
  * stay connected: log level, limits, authentication and registration
- * settings, and the TLS certificate (new connections get the new one). A
+ * settings, and the TLS certificates, the default and those per domain (new
+ * connections get the new ones). A
  * config that does not validate is refused and the running one kept. */
 static void on_reload_signal(void *ud)
 {
@@ -152,11 +188,15 @@ static void on_reload_signal(void *ud)
         log_error("c2s %s: reload refused, keeping the running configuration: %s", srv->name, err);
         return;
     }
-    const char *cert = config_str(ncfg, "tls/cert", NULL);
-    const char *key = config_str(ncfg, "tls/key", NULL);
     SSL_CTX *ctx = NULL;
-    if (cert && key) {
-        ctx = tls_server_ctx(cert, key, err, sizeof err);
+    if (!config_str(ncfg, "tls/cert", NULL) && config_first(ncfg, "tls/certificate")) {
+        log_error("c2s %s: reload refused, keeping the running configuration: tls/certificate needs tls/cert and "
+                  "tls/key as the default", srv->name);
+        config_free(ncfg);
+        return;
+    }
+    if (config_str(ncfg, "tls/cert", NULL) && config_str(ncfg, "tls/key", NULL)) {
+        ctx = tls_server_ctx_from_config(ncfg, err, sizeof err);
         if (!ctx) {
             log_error("c2s %s: reload refused, keeping the running configuration: %s", srv->name, err);
             config_free(ncfg);
@@ -188,6 +228,7 @@ static double gauge_connections(void *ud) { return (double)((c2s *)ud)->nclients
 static double gauge_sessions(void *ud) { return (double)strmap_count(&((c2s *)ud)->clients_by_id); }
 static double gauge_resumable(void *ud) { return (double)strmap_count(&((c2s *)ud)->resumable); }
 static double gauge_addresses(void *ud) { return (double)strmap_count(&((c2s *)ud)->ips); }
+static double gauge_unauthenticated(void *ud) { return (double)((c2s *)ud)->nunauthed; }
 
 static int start_metrics(c2s *srv)
 {
@@ -201,6 +242,8 @@ static int start_metrics(c2s *srv)
                      gauge_resumable, srv);
     metrics_gauge_fn("switchboard_c2s_client_addresses", "Distinct client addresses connected", NULL,
                      gauge_addresses, srv);
+    metrics_gauge_fn("switchboard_c2s_unauthenticated_connections", "Connections not authenticated yet", NULL,
+                     gauge_unauthenticated, srv);
     return metrics_listen(srv->loop, config_str(srv->cfg, "metrics/address", "127.0.0.1"), port) < 0 ? -1 : 0;
 }
 
@@ -214,6 +257,9 @@ static void on_tick(uv_timer_t *t)
 {
     c2s *srv = t->data;
     c2s_tick(srv, uv_now(srv->loop));
+    /* Idle streams give their parsers back even when no other stream is fed. */
+    xml_stream_release_idle();
+    auth_cache_expire(srv->auth_cache, uv_now(srv->loop));
 }
 
 static void link_stopped(c2s *srv)
@@ -306,8 +352,14 @@ int main(int argc, char **argv)
         rc = 2;
         goto out_cfg;
     }
+    if (!cert && config_first(cfg, "tls/certificate")) {
+        fprintf(stderr, "switchboard-c2s: %s: tls/certificate needs tls/cert and tls/key as the default\n",
+                opts.config_path);
+        rc = 2;
+        goto out_cfg;
+    }
     if (cert) {
-        srv.tls_ctx = tls_server_ctx(cert, key, err, sizeof err);
+        srv.tls_ctx = tls_server_ctx_from_config(cfg, err, sizeof err);
         if (!srv.tls_ctx) {
             fprintf(stderr, "switchboard-c2s: %s: %s\n", opts.config_path, err);
             rc = 2;
@@ -363,6 +415,8 @@ int main(int argc, char **argv)
     observe_shutdown();
     process_loop_close(&loop);
     free_maps(&srv);
+    auth_cache_free(srv.auth_cache);
+    srv.auth_cache = NULL;
     buf_free(&srv.out);
 
 out_cfg:

@@ -217,7 +217,8 @@ static void plain_creds(pending_op *op, storage_status st, const c2s_creds *cred
         log_warn("c2s %s: client %" PRIu64 ": credentials for %s unavailable (database)", cl->srv->name, cl->id,
                  op->username);
         fail(cl, "temporary-auth-failure", NULL, 0);
-    } else if (st != STORAGE_OK || !creds || !accounts_check_password(creds, op->password)) {
+    } else if (st != STORAGE_OK ||
+               !accounts_verify_password(cl->srv, cl->domain, op->username, creds, op->password)) {
         fail(cl, "not-authorized", NULL, 1);
     } else {
         succeed(cl, NULL, 0);

@@ -31,12 +31,13 @@ int session_sm_online(const c2s *srv, int host_index)
            component_ready(srv->comp);
 }
 
-static int send_control(c2s *srv, const char *domain, uint64_t c2s_id, uint64_t sm_id, const char *action,
-                        const char *jid)
+static int send_control_attr(c2s *srv, const char *domain, uint64_t c2s_id, uint64_t sm_id, const char *action,
+                             const char *jid, const char *attr, const char *value)
 {
     stanza *st = stanza_new("session", NS_SESSION_CTL);
     xnode_set_attr(st->root, "action", action);
     if (jid) xnode_set_attr(st->root, "jid", jid);
+    if (attr && value) xnode_set_attr(st->root, attr, value);
     char cid[24], sid[24];
     id_str(c2s_id, cid);
     id_str(sm_id, sid);
@@ -46,15 +47,48 @@ static int send_control(c2s *srv, const char *domain, uint64_t c2s_id, uint64_t 
     return rc;
 }
 
+static int send_control(c2s *srv, const char *domain, uint64_t c2s_id, uint64_t sm_id, const char *action,
+                        const char *jid)
+{
+    return send_control_attr(srv, domain, c2s_id, sm_id, action, jid, NULL, NULL);
+}
+
 int session_send_start(client *cl, const char *full_jid)
 {
-    return send_control(cl->srv, cl->domain, cl->id, 0, "start", full_jid);
+    /* acks='true': this c2s reports what clients acknowledged and counts
+     * client stanzas on the sm's confirmations (docs/sessions.md §7). */
+    return send_control_attr(cl->srv, cl->domain, cl->id, 0, "start", full_jid, "acks", "true");
+}
+
+void session_send_acked(client *cl)
+{
+    c2s_session *s = cl->sess;
+    if (!s || !s->sm_id || s->sm_lost || s->acked_seq == s->reported_seq) return;
+    char v[16];
+    snprintf(v, sizeof v, "%" PRIu32, s->acked_seq);
+    if (send_control_attr(cl->srv, cl->domain, cl->id, s->sm_id, "acked", NULL, "seq", v) == 0)
+        s->reported_seq = s->acked_seq;
+}
+
+void session_end_orphan(c2s *srv, const char *domain, uint64_t c2s_id, uint64_t sm_id, uint32_t acked_seq)
+{
+    char v[16];
+    snprintf(v, sizeof v, "%" PRIu32, acked_seq);
+    send_control_attr(srv, domain, c2s_id, sm_id, "end", NULL, acked_seq ? "acked" : NULL, v);
 }
 
 void session_send_end(client *cl)
 {
     if (!cl->sess || !cl->sess->sm_id) return;
-    if (send_control(cl->srv, cl->domain, cl->id, cl->sess->sm_id, "end", NULL) != 0)
+    if (cl->sess->sm_lost || !session_sm_online(cl->srv, cl->host_index)) {
+        /* The sm is not there to be told: it learns when it is back. */
+        sm_orphan(cl);
+        return;
+    }
+    char v[16];
+    snprintf(v, sizeof v, "%" PRIu32, cl->sess->acked_seq);
+    if (send_control_attr(cl->srv, cl->domain, cl->id, cl->sess->sm_id, "end", NULL,
+                          cl->sess->acked_seq ? "acked" : NULL, v) != 0)
         log_info("c2s %s: client %" PRIu64 " (%s): end of session not sent: no router connection", cl->srv->name,
                  cl->id, client_label(cl));
     log_debug("c2s %s: client %" PRIu64 " (%s): session ended", cl->srv->name, cl->id, client_label(cl));
@@ -83,10 +117,18 @@ void session_route_stanza(client *cl, const xnode *el)
     xnode_set_attr((xnode *)el, "from", cl->sess->full_jid);
     stanza_touch(el->doc);
     observe_stanza_in(cl, el);
-    char cid[24], sid[24];
+    char cid[24], sid[24], seq[16];
     id_str(cl->id, cid);
     id_str(cl->sess->sm_id, sid);
-    const char *attrs[] = {"c2s-id", cid, "sm-id", sid, NULL};
+    const char *attrs[] = {"c2s-id", cid, "sm-id", sid, NULL, seq, NULL};
+    if (cl->sess->sm_enabled) {
+        /* Numbered: the client's <a/> counts it once the sm confirms it. */
+        uint32_t n = ++cl->sess->route_seq;
+        if (!n) n = ++cl->sess->route_seq;
+        snprintf(seq, sizeof seq, "%" PRIu32, n);
+        attrs[4] = "seq";
+        sm_routed(cl, n);
+    }
     if (component_route(srv->comp, cl->domain, el, attrs) != 0) {
         log_info("c2s %s: client %" PRIu64 " (%s): no router connection, <%s/> dropped", srv->name, cl->id,
                  client_label(cl), el->name);
@@ -100,6 +142,12 @@ void session_route_stanza(client *cl, const xnode *el)
 }
 
 void session_hand_back(c2s *srv, uint64_t c2s_id, uint64_t sm_id, const char *domain, const char *data, size_t len)
+{
+    session_hand_back_seq(srv, c2s_id, sm_id, domain, data, len, 0);
+}
+
+void session_hand_back_seq(c2s *srv, uint64_t c2s_id, uint64_t sm_id, const char *domain, const char *data,
+                           size_t len, uint32_t seq)
 {
     buf doc = BUF_INIT;
     buf_append_str(&doc, "<x xmlns='" NS_CLIENT "'>");
@@ -120,10 +168,11 @@ void session_hand_back(c2s *srv, uint64_t c2s_id, uint64_t sm_id, const char *do
         stanza_free(st);
         return;
     }
-    char cid[24], sid[24];
+    char cid[24], sid[24], sq[16];
     id_str(c2s_id, cid);
     id_str(sm_id, sid);
-    const char *attrs[] = {"c2s-id", cid, "sm-id", sid, "type", "error", NULL};
+    snprintf(sq, sizeof sq, "%" PRIu32, seq);
+    const char *attrs[] = {"c2s-id", cid, "sm-id", sid, "type", "error", seq ? "seq" : NULL, sq, NULL};
     if (component_route(srv->comp, domain, inner, attrs) != 0)
         log_warn("c2s %s: client %" PRIu64 ": a <%s/> could not be handed back: no router connection", srv->name,
                  c2s_id, inner->name);
@@ -171,6 +220,9 @@ static void handle_control(c2s *srv, const xnode *env, const xnode *ctl)
             log_info("c2s %s: session %s for a connection that is gone: ending it", srv->name, sid);
             send_control(srv, from, cid ? strtoull(cid, NULL, 10) : 0, sm_id, "end", NULL);
         }
+    } else if (!strcmp(action, "handled")) {
+        const char *seq = xnode_attr(ctl, "seq");
+        if (cl && seq && session_matches(cl, sid)) sm_handled(cl, (uint32_t)strtoul(seq, NULL, 10));
     } else if (!strcmp(action, "failed")) {
         if (cl && cl->state == CL_BINDING && cl->op && cl->op->kind == OP_SESSION_START) {
             const char *cond = xnode_attr(ctl, "condition");
@@ -230,14 +282,21 @@ static void deliver(c2s *srv, const xnode *env, const xnode *inner)
     client *cl = client_by_id(srv, cid);
     buf bytes = BUF_INIT;
     xml_write(&bytes, inner, NS_CLIENT);
+    const char *seqattr = xnode_attr(env, "seq");
+    uint32_t seq = seqattr ? (uint32_t)strtoul(seqattr, NULL, 10) : 0;
     if (cl && (cl->state == CL_SESSION || cl->state == CL_DETACHED) && session_matches(cl, sid)) {
         observe_stanza_out(cl, inner);
         if (cl->state == CL_SESSION && csi_hold(cl, inner, bytes.data, bytes.len)) {
-            /* held back while the client is inactive (csi.c) */
+            /* held back while the client is inactive (csi.c holds presence, never a message) */
         } else {
             if (cl->state == CL_SESSION) client_write(cl, bytes.data, bytes.len);
-            sm_outgoing(cl, bytes.data, bytes.len);
+            sm_outgoing_seq(cl, bytes.data, bytes.len, seq);
         }
+    } else if (seq && from && cid && sid) {
+        /* The sm holds a copy: it delivers it again once it knows the
+         * session is over, which this tells it (again, maybe). */
+        log_debug("c2s %s: message for connection %s that is gone: ending its session", srv->name, cid);
+        send_control(srv, from, strtoull(cid, NULL, 10), strtoull(sid, NULL, 10), "end", NULL);
     } else if (from && cid && sid) {
         log_debug("c2s %s: <%s/> for connection %s that is gone: handing it back", srv->name, inner->name, cid);
         session_hand_back(srv, strtoull(cid, NULL, 10), strtoull(sid, NULL, 10), from, bytes.data, bytes.len);
@@ -279,9 +338,12 @@ static void sm_gone(c2s *srv, int host_index)
         if (host_index >= 0 && cl->host_index != host_index) continue;
         if (cl->state == CL_BINDING && cl->op && cl->op->kind == OP_SESSION_START) {
             bind_session_answer(cl, 0, "service-unavailable");
-        } else if (cl->sess && cl->sess->sm_id && (cl->state == CL_SESSION || cl->state == CL_DETACHED)) {
-            cl->sess->sm_id = 0;   /* the sm forgot it */
-            client_stream_error(cl, "system-shutdown", "the session manager went away");
+        } else if (cl->sess && cl->sess->sm_id && !cl->sess->sm_lost &&
+                   (cl->state == CL_SESSION || cl->state == CL_DETACHED)) {
+            /* The sm may have died with copies of what this client was sent
+             * and did not acknowledge: find out exactly what it got, keep
+             * the rest for the next sm, then close (docs/sessions.md §7). */
+            sm_drain(cl);
         }
     }
 }
@@ -296,6 +358,7 @@ static void on_name(component *comp, const char *name, int online, void *ud)
     srv->host_online[i] = online ? 1 : 0;
     log_notice("c2s %s: the sm for %s is %s", srv->name, name, online ? "online" : "offline");
     if (!online) sm_gone(srv, i);
+    else sm_orphans_flush(srv, i);
 }
 
 static void on_ready(component *comp, void *ud)
@@ -336,6 +399,8 @@ int session_link_start(c2s *srv)
     cc.router_port = (int)config_int(srv->cfg, "router/port", 5347);
     cc.max_stanza_bytes = (size_t)config_int(srv->cfg, "router/max-stanza-bytes", 1024 * 1024);
     srv->comp = component_new(srv->loop, &cc, &link_handler, srv);
+    uv_timer_init(srv->loop, &srv->drain_timer);
+    srv->drain_timer.data = srv;
     crypto_wipe(secret, strlen(secret));
     free(secret);
     component_start(srv->comp);
@@ -352,5 +417,9 @@ static void on_link_stopped(component *comp, void *ud)
 void session_link_stop(c2s *srv, void (*done)(c2s *srv))
 {
     link_done = done;
+    uv_timer_stop(&srv->drain_timer);
+    if (!uv_is_closing((uv_handle_t *)&srv->drain_timer)) uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+    srv->drain_timer_on = 0;
+    sm_orphans_free(srv);
     component_stop(srv->comp, on_link_stopped);
 }

@@ -186,6 +186,8 @@ client *client_new(c2s *srv, conn *c, int direct_tls)
     cl->xs = xml_stream_new(&xl, &client_xml_handler, cl);
     cl->tokens = (int64_t)srv->lim.rate_burst;
     cl->refill_at = uv_now(srv->loop);
+    cl->stanza_tokens = (int64_t)srv->lim.rate_stanzas_burst;
+    cl->stanza_refill_at = cl->refill_at;
     cl->last_write = cl->refill_at;
     cl->connected_at = cl->refill_at;
     conn_set_data(c, cl);
@@ -239,6 +241,7 @@ void client_free(client *cl)
         cl->op = NULL;
     }
     if (cl->throttled) rate_unthrottle(cl);
+    unauth_release(cl);
     for (unsigned i = 0; i < cl->nbacklog; i++) stanza_free(cl->backlog[i]);
     free(cl->backlog);
     csi_free(cl);
@@ -530,6 +533,10 @@ static void dispatch(client *cl, stanza *st)
 static xs_action on_element(void *ud, stanza *st)
 {
     client *cl = ud;
+    /* Acknowledgements answer the server's own <r/> (one per burst of
+     * stanzas to the client): counting them would throttle a client for
+     * what it receives. */
+    if (!xnode_is(st->root, "a", NS_SM3) && !xnode_is(st->root, "r", NS_SM3)) rate_account_element(cl);
     if (cl->state == CL_CLOSING) {
         stanza_free(st);
         return XS_PAUSE;
@@ -595,14 +602,23 @@ static void feed(client *cl, const char *data, size_t len)
     }
 }
 
+static void read_and_parse(client *cl, const char *data, size_t len);
+
 void client_on_read(client *cl, const char *data, size_t len)
 {
     if (cl->state == CL_CLOSING) return;
-    int r = rate_account(cl, len);
-    if (r < 0) {
+    if (rate_account(cl, len) < 0) {
         client_stream_error(cl, "policy-violation", "sending too fast for too long");
         return;
     }
+    read_and_parse(cl, data, len);
+    /* What was read is parsed; reading pauses while a rate is in debt. */
+    if (cl->state != CL_CLOSING && cl->c && rate_settle(cl) < 0)
+        client_stream_error(cl, "policy-violation", "sending too fast for too long");
+}
+
+static void read_and_parse(client *cl, const char *data, size_t len)
+{
     if (cl->state == CL_PROXY) {
         if (cl->proxy_buf.len + len > 4096) {
             cl->state = CL_CLOSING;
@@ -621,6 +637,7 @@ void client_on_read(client *cl, const char *data, size_t len)
         }
         if (client_set_ip(cl, *ip ? ip : conn_peer_ip(cl->c)) < 0) {
             buf_free(&cl->proxy_buf);
+            unauth_release(cl);   /* refused: it holds no slot while it closes */
             if (cl->direct_tls) {
                 cl->state = CL_CLOSING;
                 conn_abort(cl->c, "too many connections from this address");

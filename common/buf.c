@@ -77,3 +77,16 @@ void buf_free(buf *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+void buf_shrink(buf *b)
+{
+    if (!b->data || b->cap <= b->len + 1) return;
+    if (b->len == 0) {
+        buf_free(b);
+        return;
+    }
+    char *p = realloc(b->data, b->len + 1);
+    if (!p) return;   /* the old block is still valid */
+    b->data = p;
+    b->cap = b->len + 1;
+}

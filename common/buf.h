@@ -22,5 +22,8 @@ void buf_consume(buf *b, size_t n);
 const char *buf_cstr(buf *b);
 void buf_reset(buf *b);   /* len = 0, keep memory */
 void buf_free(buf *b);    /* release memory */
+/* Give back the spare room (keeps one byte for buf_cstr); long-lived small
+ * buffers stop holding the minimum allocation. */
+void buf_shrink(buf *b);
 
 #endif

@@ -127,6 +127,12 @@ void component_bind(component *c, const char *name, int is_default)
     if (c->state == CS_READY || c->state == CS_BINDING) send_bind(c, b);
 }
 
+/* The timer's data is the component (not the timer itself). */
+static void on_reconnect_timer(uv_timer_t *t)
+{
+    component_connect(t->data);
+}
+
 static void schedule_reconnect(component *c)
 {
     if (c->state == CS_STOPPED || c->freed) return;
@@ -140,7 +146,7 @@ static void schedule_reconnect(component *c)
     c->attempt++;
     c->state = CS_IDLE;
     log_info("component %s: reconnecting to router in %llu ms", c->name, (unsigned long long)delay);
-    uv_timer_start(&c->reconnect_timer, (uv_timer_cb)component_connect, delay, 0);
+    uv_timer_start(&c->reconnect_timer, on_reconnect_timer, delay, 0);
 }
 
 static void connect_to(component *c, const struct sockaddr *addr)

@@ -5,7 +5,9 @@
  * the bytes are consumed synchronously in the read callback (copied into the
  * TLS input BIO or passed to on_read), so no connection keeps a buffer of
  * its own between reads. Writes are copied into one allocation per write
- * request, freed when the kernel has taken the bytes.
+ * request, freed when the kernel has taken the bytes. What only a closing or
+ * connecting conn needs (the connect and shutdown requests, the close
+ * reason) is allocated when it is needed, not carried by every conn.
  *
  * TLS: network bytes -> BIO_write(rbio) -> SSL_do_handshake / SSL_read ->
  * on_read; conn_write -> SSL_write -> drain wbio -> uv_write.
@@ -37,10 +39,7 @@
 #define DEFAULT_READ_CHUNK (16u * 1024u)
 #define LISTEN_BACKLOG 1024
 #define EXPORTER_LABEL "EXPORTER-Channel-Binding"
-/* An emptied memory BIO that grew beyond this is replaced by a fresh one,
- * so an idle TLS conn keeps no record-sized buffers (SSL_MODE_RELEASE_BUFFERS
- * does the same for OpenSSL's own). */
-#define BIO_KEEP_MAX 4096
+#define REASON_MAX 160
 
 enum conn_state {
     CONN_OPEN,      /* reading and writing */
@@ -50,8 +49,7 @@ enum conn_state {
 
 struct conn {
     uv_tcp_t tcp;               /* tcp.data = this conn */
-    uv_connect_t connect_req;
-    uv_shutdown_t shutdown_req;
+    uv_connect_t *connect_req;  /* while an outgoing connect is under way */
     uv_timer_t *timer;          /* only when an idle timeout is set */
     uint64_t timeout_ms;
 
@@ -80,7 +78,7 @@ struct conn {
     buf held;                   /* plaintext written before the handshake ended */
     char *servername;           /* SNI the client asked for (server side) */
 
-    char reason[160];           /* passed to on_close; truncated, never overflowed */
+    char *reason;               /* set when closing starts; passed to on_close */
     char peer[64];              /* "[" INET6_ADDRSTRLEN "]:65535" fits */
     char peer_ip[INET6_ADDRSTRLEN];
 };
@@ -227,10 +225,11 @@ static void tcp_closed(uv_handle_t *h)
         free(w);
         w = next;
     }
-    if (c->notify_close && c->h.on_close) c->h.on_close(c, c->reason);
+    if (c->notify_close && c->h.on_close) c->h.on_close(c, c->reason ? c->reason : "closed");
     if (c->ssl) SSL_free(c->ssl);   /* frees rbio and wbio */
     buf_free(&c->held);
     free(c->servername);
+    free(c->reason);
     free(c);
     shared_conn_gone();
 }
@@ -241,7 +240,7 @@ static void start_close(conn *c, const char *reason)
 {
     if (c->state == CONN_CLOSED) return;
     c->state = CONN_CLOSED;
-    snprintf(c->reason, sizeof c->reason, "%s", reason ? reason : "closed");
+    c->reason = strndup(reason ? reason : "closed", REASON_MAX - 1);   /* NULL: on_close gets "closed" */
     if (c->timer) {
         uv_close((uv_handle_t *)c->timer, timer_closed);
         c->timer = NULL;
@@ -266,6 +265,7 @@ static void shutdown_done(uv_shutdown_t *req, int status)
 {
     conn *c = req->data;
     (void)status;   /* the conn is closed either way */
+    free(req);
     start_close(c, "closed");
 }
 
@@ -273,9 +273,16 @@ static void maybe_finish_close(conn *c)
 {
     if (c->state != CONN_CLOSING || c->in_flight > 0 || c->shutting_down || c->connecting) return;
     c->shutting_down = 1;
-    c->shutdown_req.data = c;
-    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, shutdown_done) != 0)
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (!req) {
         start_close(c, "closed");
+        return;
+    }
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, shutdown_done) != 0) {
+        free(req);
+        start_close(c, "closed");
+    }
 }
 
 static void write_done(uv_write_t *req, int status)
@@ -378,7 +385,7 @@ void conn_write(conn *c, const void *data, size_t len)
             ERR_clear_error();
             size_t done = 0;
             if (SSL_write_ex(c->ssl, p, len, &done) != 1) {
-                char why[sizeof c->reason];
+                char why[REASON_MAX];
                 snprintf(why, sizeof why, "tls error: %s", tls_last_error());
                 start_close(c, why);
                 return;
@@ -541,6 +548,8 @@ conn *conn_accept(uv_stream_t *server, const conn_limits *lim, const conn_handle
 static void connect_cb(uv_connect_t *req, int status)
 {
     conn *c = req->data;
+    free(req);
+    c->connect_req = NULL;
     c->connecting = 0;
     if (c->state == CONN_CLOSED) return;   /* cancelled by an abort */
     if (status < 0) {
@@ -568,8 +577,16 @@ conn *conn_connect(uv_loop_t *loop, const struct sockaddr *addr, const conn_limi
         return NULL;
     }
     format_peer(c, addr);
-    c->connect_req.data = c;
-    int rc = uv_tcp_connect(&c->connect_req, &c->tcp, addr, connect_cb);
+    c->connect_req = malloc(sizeof *c->connect_req);
+    int rc = UV_ENOMEM;
+    if (c->connect_req) {
+        c->connect_req->data = c;
+        rc = uv_tcp_connect(c->connect_req, &c->tcp, addr, connect_cb);
+        if (rc != 0) {
+            free(c->connect_req);
+            c->connect_req = NULL;
+        }
+    }
     if (rc != 0) {
         log_warn("connect to %s failed: %s", c->peer, uv_strerror(rc));
         c->notify_close = 0;   /* the caller never had it */
@@ -623,31 +640,25 @@ static BIO *new_mem_bio(void)
     return b;
 }
 
-/* 1 if the BIO is empty but holds a large buffer. */
-static int bio_worth_trimming(BIO *b)
+/* An emptied memory BIO gives its buffer back, so that an idle TLS conn
+ * keeps no record-sized buffers of ours (SSL_MODE_RELEASE_BUFFERS, set on
+ * every SSL in tls_start, does the same for OpenSSL's own). Swapping in an
+ * empty BUF_MEM is one small allocation; the BIO itself stays. */
+static void bio_trim(BIO *b)
 {
     BUF_MEM *bm = NULL;
-    if (BIO_ctrl_pending(b) != 0) return 0;
+    if (BIO_ctrl_pending(b) != 0) return;
     BIO_get_mem_ptr(b, &bm);
-    return bm && bm->max > BIO_KEEP_MAX;
+    if (!bm || bm->max == 0) return;
+    BUF_MEM *empty = BUF_MEM_new();
+    if (!empty) return;   /* keep the old buffer; it still works */
+    BIO_set_mem_buf(b, empty, BIO_CLOSE);   /* frees the old BUF_MEM and its data */
 }
 
 static void tls_trim_bios(conn *c)
 {
-    if (bio_worth_trimming(c->rbio)) {
-        BIO *b = new_mem_bio();
-        if (b) {
-            SSL_set0_rbio(c->ssl, b);   /* frees the old one */
-            c->rbio = b;
-        }
-    }
-    if (bio_worth_trimming(c->wbio)) {
-        BIO *b = new_mem_bio();
-        if (b) {
-            SSL_set0_wbio(c->ssl, b);
-            c->wbio = b;
-        }
-    }
+    bio_trim(c->rbio);
+    bio_trim(c->wbio);
 }
 
 /* Send whatever the TLS engine has produced. */
@@ -675,7 +686,7 @@ static void tls_flush(conn *c)
 
 static void tls_fail(conn *c, const char *what)
 {
-    char why[sizeof c->reason];
+    char why[REASON_MAX];
     snprintf(why, sizeof why, "tls error: %s", what ? what : tls_last_error());
     tls_flush(c);   /* an alert, if OpenSSL produced one */
     start_close(c, why);
@@ -780,6 +791,9 @@ static int tls_start(conn *c, SSL_CTX *ctx)
         return -1;
     }
     SSL_set_bio(ssl, rbio, wbio);
+    /* Also set on the shipped contexts (common/tls.c); set here so that no
+     * SSL of a conn, whatever its context, keeps its record buffers idle. */
+    SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
     c->ssl = ssl;
     c->rbio = rbio;
     c->wbio = wbio;

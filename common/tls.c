@@ -2,14 +2,19 @@
  *
  * Policy: TLS 1.2 is the floor; TLS 1.2 suites are limited to ECDHE key
  * exchange with AEAD ciphers (AES-GCM, ChaCha20-Poly1305); TLS 1.3 keeps
- * OpenSSL's defaults (all AEAD). No compression (CRIME), no renegotiation. */
+ * OpenSSL's defaults (all AEAD). No compression (CRIME), no renegotiation.
+ *
+ * A server may hold one certificate per domain, chosen during the handshake
+ * by the name the client asks for (SNI), with a default for the rest. */
 #include "common/tls.h"
+#include "common/config.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -112,6 +117,133 @@ mismatch:
 fail:
     SSL_CTX_free(ctx);
     return NULL;
+}
+
+/* --- certificates per domain (SNI) --- */
+
+typedef struct sni_entry {
+    char *domain;
+    SSL_CTX *ctx;
+} sni_entry;
+
+typedef struct sni_table {
+    sni_entry *entries;
+    size_t n;
+} sni_table;
+
+static void sni_table_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    sni_table *t = ptr;
+    if (!t) return;
+    for (size_t i = 0; i < t->n; i++) {
+        free(t->entries[i].domain);
+        SSL_CTX_free(t->entries[i].ctx);
+    }
+    free(t->entries);
+    free(t);
+}
+
+/* The table hangs off the default context as ex_data, so it is freed with
+ * the last reference to that context (connections hold one each). */
+static int sni_index(void)
+{
+    static int idx = -1;
+    if (idx < 0) idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_table_free);
+    return idx;
+}
+
+static int same_name(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la && a[la - 1] == '.') la--;
+    if (lb && b[lb - 1] == '.') lb--;
+    return la == lb && strncasecmp(a, b, la) == 0;
+}
+
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+    (void)alert;
+    const sni_table *t = arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (!name || !t) return SSL_TLSEXT_ERR_NOACK;
+    for (size_t i = 0; i < t->n; i++) {
+        if (same_name(name, t->entries[i].domain)) {
+            /* Only the certificate and key come from the domain's context;
+             * the policy is the same on both (tls_server_ctx). */
+            if (!SSL_set_SSL_CTX(ssl, t->entries[i].ctx)) return SSL_TLSEXT_ERR_ALERT_FATAL;
+            return SSL_TLSEXT_ERR_OK;
+        }
+    }
+    return SSL_TLSEXT_ERR_NOACK;   /* the default certificate; the name is not acknowledged */
+}
+
+int tls_server_ctx_add_domain(SSL_CTX *ctx, const char *domain, const char *cert_file, const char *key_file,
+                              char *err, size_t errlen)
+{
+    if (!ctx || !domain || !*domain) {
+        if (err && errlen) snprintf(err, errlen, "a certificate per domain needs a domain");
+        return -1;
+    }
+    int idx = sni_index();
+    if (idx < 0) {
+        set_err(err, errlen, "cannot set up certificates per domain%s%s", NULL, NULL);
+        return -1;
+    }
+    sni_table *t = SSL_CTX_get_ex_data(ctx, idx);
+    for (size_t i = 0; t && i < t->n; i++) {
+        if (same_name(domain, t->entries[i].domain)) {
+            if (err && errlen) snprintf(err, errlen, "two certificates for the domain %s", domain);
+            return -1;
+        }
+    }
+    char inner[384];
+    SSL_CTX *dctx = tls_server_ctx(cert_file, key_file, inner, sizeof inner);
+    if (!dctx) {
+        if (err && errlen) snprintf(err, errlen, "certificate for %s: %s", domain, inner);
+        return -1;
+    }
+    if (!t) {
+        t = calloc(1, sizeof *t);
+        if (!t || !SSL_CTX_set_ex_data(ctx, idx, t)) {
+            free(t);
+            SSL_CTX_free(dctx);
+            if (err && errlen) snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+        SSL_CTX_set_tlsext_servername_arg(ctx, t);
+    }
+    sni_entry *e = realloc(t->entries, (t->n + 1) * sizeof *e);
+    char *copy = strdup(domain);
+    if (!e || !copy) {
+        if (e) t->entries = e;
+        free(copy);
+        SSL_CTX_free(dctx);
+        if (err && errlen) snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    t->entries = e;
+    t->entries[t->n].domain = copy;
+    t->entries[t->n].ctx = dctx;
+    t->n++;
+    return 0;
+}
+
+SSL_CTX *tls_server_ctx_from_config(const config *cfg, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = tls_server_ctx(config_str(cfg, "tls/cert", NULL), config_str(cfg, "tls/key", NULL), err, errlen);
+    if (!ctx) return NULL;
+    for (const xnode *n = config_first(cfg, "tls/certificate"); n; n = config_next(n)) {
+        char inner[512];
+        if (tls_server_ctx_add_domain(ctx, config_node_str(n, "@domain", ""), config_node_str(n, "cert", NULL),
+                                      config_node_str(n, "key", NULL), inner, sizeof inner) != 0) {
+            if (err && errlen) snprintf(err, errlen, "%s:%u: tls/certificate: %s", config_path(cfg), n->line, inner);
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+    }
+    return ctx;
 }
 
 SSL_CTX *tls_client_ctx(int verify, const char *ca_file, char *err, size_t errlen)

@@ -5,7 +5,18 @@
  * from `keep_from` on (the start of the open top-level element, or the end
  * of the last event between elements) in `inbuf`, so that when a top-level
  * element ends its original bytes can be copied out even if they arrived
- * over many feeds. During a feed the bytes of that call are read in place. */
+ * over many feeds. During a feed the bytes of that call are read in place.
+ *
+ * Idle streams and their parser: expat keeps several KB per parser (its
+ * structure, name pools, tag stack, input buffer) even between elements, and
+ * a server holds one per idle client. A stream that is between top-level
+ * elements with no input pending goes on a per-thread idle list; after
+ * parser_idle_ms its parser is freed along with the stream's own buffers.
+ * The stream keeps the raw start tag of the root, its namespace declarations
+ * and its absolute offsets; a new parser is fed that start tag with no
+ * handlers installed (expat then knows the open root and its bindings) and
+ * carries on. Expat counts bytes and lines from its own start, so
+ * `index_delta` and `line_delta` map its numbers back to the stream's. */
 #include "common/xml_stream.h"
 
 #include <expat.h>
@@ -15,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "common/buf.h"
 
@@ -45,6 +58,7 @@ const char *xml_err_condition(xml_err err)
     case XML_ERR_TOO_MANY_ATTRS: return "policy-violation";
     case XML_ERR_AFTER_END: return "not-well-formed";
     case XML_ERR_NOMEM: return "resource-constraint";
+    case XML_ERR_STREAM_REOPENED: return "unsupported-stanza-type";
     }
     return "internal-server-error";
 }
@@ -61,6 +75,7 @@ const char *xml_err_string(xml_err err)
     case XML_ERR_TOO_MANY_ATTRS: return "too many attributes";
     case XML_ERR_AFTER_END: return "data after the end of the stream";
     case XML_ERR_NOMEM: return "out of memory";
+    case XML_ERR_STREAM_REOPENED: return "stream header inside an open stream";
     }
     return "unknown XML error";
 }
@@ -109,9 +124,34 @@ struct xml_stream {
     buf ns_names;            /* NUL-terminated prefixes of decls */
     buf root_default_ns;     /* default namespace declared on the root */
     int has_root_default_ns;
+
+    char *header;            /* raw start tag of the root, replayed to a new parser */
+    size_t header_len;
+    int64_t index_delta;     /* stream offset = expat byte index + index_delta */
+    long line_delta;         /* stream line = expat line + line_delta */
+    unsigned long idle_line; /* without a parser: the stream's current line */
+    xml_stream *idle_prev, *idle_next;   /* on the idle list */
+    int on_idle_list;
+    uint64_t idle_since_ms;
 };
 
+/* Streams between elements, least recently fed first (one list per thread;
+ * every process is single-threaded). */
+static _Thread_local struct {
+    xml_stream *head, *tail;
+    unsigned idle_ms;
+    int idle_ms_set;
+    unsigned long hash_salt;
+    int hash_salt_set;
+} idle_streams;
+
 static void install_handlers(xml_stream *xs);
+
+static unsigned long current_line(const xml_stream *xs)
+{
+    if (!xs->parser) return xs->idle_line;
+    return (unsigned long)((long)XML_GetCurrentLineNumber(xs->parser) + xs->line_delta);
+}
 
 /* ---- errors ---- */
 
@@ -120,9 +160,8 @@ static void set_error_at(xml_stream *xs, xml_err err, const char *msg)
     if (xs->err) return;
     xs->err = err;
     buf_reset(&xs->errtext);
-    buf_printf(&xs->errtext, "line %lu: %s (column %lu)",
-               (unsigned long)XML_GetCurrentLineNumber(xs->parser), msg,
-               (unsigned long)XML_GetCurrentColumnNumber(xs->parser) + 1);
+    buf_printf(&xs->errtext, "line %lu: %s (column %lu)", current_line(xs), msg,
+               xs->parser ? (unsigned long)XML_GetCurrentColumnNumber(xs->parser) + 1 : 1);
 }
 
 /* Refuse from inside a callback: record the error and abort the parse. */
@@ -163,7 +202,9 @@ static xml_err map_expat_error(enum XML_Error e)
 static uint64_t event_start(const xml_stream *xs)
 {
     XML_Index i = XML_GetCurrentByteIndex(xs->parser);
-    return i < 0 ? 0 : (uint64_t)i;
+    if (i < 0) return 0;
+    int64_t at = (int64_t)i + xs->index_delta;
+    return at < 0 ? 0 : (uint64_t)at;
 }
 
 static uint64_t event_end(const xml_stream *xs)
@@ -385,6 +426,14 @@ static void on_start(void *ud, const XML_Char *name, const XML_Char **atts)
     flush_text(xs);
 
     qname q = split_name(name);
+    if (!xs->document && level == xs->top_level && q.ns && q.ns_len == strlen(NS_STREAMS) &&
+        !memcmp(q.ns, NS_STREAMS, q.ns_len) && q.local_len == 6 && !memcmp(q.local, "stream", 6)) {
+        /* A second <stream:stream> while the stream is open: refused at its
+         * start tag, or everything after it would nest inside it unseen. */
+        fail(xs, XML_ERR_STREAM_REOPENED, "a stream header inside the open stream (only a restart after "
+                                          "STARTTLS or SASL success opens a new one)");
+        return;
+    }
     stanza *st;
     xnode *parent = NULL;
     if (level < xs->top_level) {
@@ -399,7 +448,7 @@ static void on_start(void *ud, const XML_Char *name, const XML_Char **atts)
     }
     xnode *el = new_element(st, parent, &q);
     if (!parent) st->root = el;
-    el->line = (uint32_t)XML_GetCurrentLineNumber(xs->parser);
+    el->line = (uint32_t)current_line(xs);
     if (declares_default) el->flags |= XNODE_DECLARES_DEFAULT_NS;
     if (level >= xs->top_level) el->raw_off = (uint32_t)(start - xs->elem_start);
 
@@ -422,6 +471,17 @@ static void on_start(void *ud, const XML_Char *name, const XML_Char **atts)
     for (const xattr *a = el->attrs; a; a = a->next) note_prefix_use(xs, a->prefix, level);
 
     if (level < xs->top_level) {
+        /* Kept to rebuild the parser of an idle stream (see above). */
+        free(xs->header);
+        xs->header_len = 0;
+        xs->header = malloc(end - start);
+        if (!xs->header) {
+            stanza_free(st);
+            fail(xs, XML_ERR_NOMEM, "out of memory");
+            return;
+        }
+        copy_input(xs, start, end, xs->header);
+        xs->header_len = (size_t)(end - start);
         xs->keep_from = end;
         xs_action act = XS_CONTINUE;
         if (xs->h.stream_open) act = xs->h.stream_open(xs->ud, st);
@@ -543,9 +603,6 @@ static void on_xml_decl(void *ud, const XML_Char *version, const XML_Char *encod
 static void install_handlers(xml_stream *xs)
 {
     XML_Parser p = xs->parser;
-    XML_SetUserData(p, xs);
-    XML_SetReturnNSTriplet(p, 1);
-    XML_SetParamEntityParsing(p, XML_PARAM_ENTITY_PARSING_NEVER);
     XML_SetElementHandler(p, on_start, on_end);
     XML_SetCharacterDataHandler(p, on_text);
     XML_SetStartNamespaceDeclHandler(p, on_ns_start);
@@ -555,6 +612,150 @@ static void install_handlers(xml_stream *xs)
     XML_SetCommentHandler(p, on_comment);
     XML_SetProcessingInstructionHandler(p, on_pi);
     XML_SetXmlDeclHandler(p, on_xml_decl);
+}
+
+/* One hash salt per thread instead of one per parser: expat would ask the
+ * kernel for entropy each time a parser is made, and idle streams make
+ * them often. */
+static void set_hash_salt(XML_Parser p)
+{
+    if (!idle_streams.hash_salt_set) {
+        unsigned long salt = 0;
+        if (getrandom(&salt, sizeof salt, 0) != (ssize_t)sizeof salt || salt == 0) return;   /* expat picks its own */
+        idle_streams.hash_salt = salt;
+        idle_streams.hash_salt_set = 1;
+    }
+    XML_SetHashSalt(p, idle_streams.hash_salt);
+}
+
+/* A parser with our settings and no handlers yet. */
+static XML_Parser new_parser(xml_stream *xs)
+{
+    XML_Parser p = XML_ParserCreateNS("UTF-8", NS_SEP);
+    if (!p) return NULL;
+    XML_SetUserData(p, xs);
+    XML_SetReturnNSTriplet(p, 1);
+    XML_SetParamEntityParsing(p, XML_PARAM_ENTITY_PARSING_NEVER);
+    set_hash_salt(p);
+    return p;
+}
+
+/* ---- idle streams ---- */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static unsigned idle_ms(void)
+{
+    return idle_streams.idle_ms_set ? idle_streams.idle_ms : XML_PARSER_IDLE_MS_DEFAULT;
+}
+
+void xml_stream_set_parser_idle_ms(unsigned ms)
+{
+    idle_streams.idle_ms = ms;
+    idle_streams.idle_ms_set = 1;
+}
+
+static void idle_unlink(xml_stream *xs)
+{
+    if (!xs->on_idle_list) return;
+    if (xs->idle_prev) xs->idle_prev->idle_next = xs->idle_next;
+    else idle_streams.head = xs->idle_next;
+    if (xs->idle_next) xs->idle_next->idle_prev = xs->idle_prev;
+    else idle_streams.tail = xs->idle_prev;
+    xs->idle_prev = xs->idle_next = NULL;
+    xs->on_idle_list = 0;
+}
+
+static void idle_append(xml_stream *xs, uint64_t now)
+{
+    idle_unlink(xs);
+    xs->idle_since_ms = now;
+    xs->idle_prev = idle_streams.tail;
+    xs->idle_next = NULL;
+    if (idle_streams.tail) idle_streams.tail->idle_next = xs;
+    else idle_streams.head = xs;
+    idle_streams.tail = xs;
+    xs->on_idle_list = 1;
+}
+
+/* Free the parser and the input buffers of a stream between elements. */
+static void parser_release(xml_stream *xs)
+{
+    idle_unlink(xs);
+    if (!xs->parser) return;
+    xs->idle_line = current_line(xs);
+    XML_ParserFree(xs->parser);
+    xs->parser = NULL;
+    buf_free(&xs->inbuf);
+    buf_free(&xs->text);
+    buf_free(&xs->errtext);
+    /* What stays (the root's declarations) is a few bytes: drop the room. */
+    buf_shrink(&xs->ns_names);
+    buf_shrink(&xs->root_default_ns);
+    if (xs->decls_cap > xs->ndecls && xs->ndecls > 0) {
+        ns_decl *d = realloc(xs->decls, xs->ndecls * sizeof *d);
+        if (d) {
+            xs->decls = d;
+            xs->decls_cap = xs->ndecls;
+        }
+    }
+}
+
+static size_t release_expired(uint64_t now)
+{
+    size_t n = 0;
+    unsigned ms = idle_ms();
+    while (idle_streams.head && now - idle_streams.head->idle_since_ms >= ms) {
+        parser_release(idle_streams.head);
+        n++;
+    }
+    return n;
+}
+
+size_t xml_stream_release_idle(void)
+{
+    return idle_streams.head ? release_expired(now_ms()) : 0;
+}
+
+int xml_stream_has_parser(const xml_stream *xs)
+{
+    return xs->parser != NULL;
+}
+
+/* Between two top-level elements with nothing pending: the parser holds no
+ * state that the stream could not rebuild from the header. */
+static int between_elements(const xml_stream *xs)
+{
+    return !xs->document && xs->header && !xs->err && !xs->stopped && !xs->closed && !xs->cur &&
+           xs->depth == xs->top_level && xs->inbuf.len == 0 && xs->text.len == 0;
+}
+
+/* Give a stream a parser again: replay the root's start tag to it with no
+ * handlers, then map its offsets and lines onto the stream's. */
+static int parser_attach(xml_stream *xs)
+{
+    XML_Parser p = new_parser(xs);
+    if (!p) return -1;
+    if (xs->header_len > 0) {
+        if (XML_Parse(p, xs->header, (int)xs->header_len, 0) != XML_STATUS_OK) {
+            XML_ParserFree(p);
+            return -1;
+        }
+        uint64_t resume = xs->inbuf_base + xs->inbuf.len;
+        xs->index_delta = (int64_t)resume - (int64_t)xs->header_len;
+        xs->line_delta = (long)xs->idle_line - (long)XML_GetCurrentLineNumber(p);
+    } else {
+        xs->index_delta = (int64_t)(xs->inbuf_base + xs->inbuf.len);
+        xs->line_delta = (long)xs->idle_line - 1;
+    }
+    xs->parser = p;
+    install_handlers(xs);
+    return 0;
 }
 
 /* ---- the stream ---- */
@@ -570,7 +771,8 @@ static xml_stream *stream_create(const xml_limits *lim, const xml_stream_handler
     xs->ud = ud;
     xs->document = document;
     xs->top_level = document ? 0 : 1;
-    xs->parser = XML_ParserCreateNS("UTF-8", NS_SEP);
+    xs->idle_line = 1;
+    xs->parser = new_parser(xs);
     if (!xs->parser) {
         xml_stream_free(xs);
         return NULL;
@@ -589,15 +791,22 @@ void xml_stream_reset(xml_stream *xs)
     stanza_free(xs->cur);
     stanza_free(xs->result);
     xs->cur = xs->result = NULL;
-    XML_ParserReset(xs->parser, "UTF-8");
-    install_handlers(xs);
+    /* A restart is a new document: the next feed makes a fresh parser
+     * (XML_ParserReset would keep the old one's buffers). */
+    parser_release(xs);
+    free(xs->header);
+    xs->header = NULL;
+    xs->header_len = 0;
+    xs->index_delta = 0;
+    xs->line_delta = 0;
+    xs->idle_line = 1;
     xs->err = XML_OK;
-    buf_reset(&xs->errtext);
+    buf_free(&xs->errtext);
     xs->stopped = xs->paused = xs->closed = 0;
     xs->pause_end = xs->root_end = 0;
     xs->depth = 0;
-    buf_reset(&xs->text);
-    buf_reset(&xs->inbuf);
+    buf_free(&xs->text);
+    buf_free(&xs->inbuf);
     xs->inbuf_base = xs->feed_base = xs->keep_from = xs->elem_start = 0;
     xs->feed_data = NULL;
     xs->feed_len = 0;
@@ -610,9 +819,11 @@ void xml_stream_reset(xml_stream *xs)
 void xml_stream_free(xml_stream *xs)
 {
     if (!xs) return;
+    idle_unlink(xs);
     stanza_free(xs->cur);
     stanza_free(xs->result);
     if (xs->parser) XML_ParserFree(xs->parser);
+    free(xs->header);
     free(xs->open);
     free(xs->decls);
     buf_free(&xs->errtext);
@@ -637,8 +848,7 @@ static xml_err after_end(xml_stream *xs, const char *data, size_t len)
     if (all_whitespace(data, len)) return XML_OK;
     xs->err = XML_ERR_AFTER_END;
     buf_reset(&xs->errtext);
-    buf_printf(&xs->errtext, "line %lu: data after the end of the root element",
-               (unsigned long)XML_GetCurrentLineNumber(xs->parser));
+    buf_printf(&xs->errtext, "line %lu: data after the end of the root element", current_line(xs));
     return xs->err;
 }
 
@@ -714,6 +924,23 @@ xml_err xml_stream_feed(xml_stream *xs, const char *data, size_t len, size_t *co
         *consumed = len;
         return after_end(xs, data, len);
     }
+    idle_unlink(xs);
+    if (!xs->parser) {
+        if (all_whitespace(data, len)) {
+            /* A keepalive between elements: no parser needed for that. */
+            for (size_t i = 0; i < len; i++) xs->idle_line += data[i] == '\n';
+            xs->inbuf_base += len;
+            xs->keep_from = xs->inbuf_base;
+            *consumed = len;
+            return XML_OK;
+        }
+        if (parser_attach(xs) < 0) {
+            xs->err = XML_ERR_NOMEM;
+            buf_reset(&xs->errtext);
+            buf_printf(&xs->errtext, "line %lu: out of memory", xs->idle_line);
+            return xs->err;
+        }
+    }
     size_t done = 0;
     while (done < len) {
         size_t piece = len - done > INT_MAX ? INT_MAX : len - done;
@@ -728,6 +955,13 @@ xml_err xml_stream_feed(xml_stream *xs, const char *data, size_t len, size_t *co
         }
     }
     *consumed = done;
+    if (between_elements(xs)) {
+        uint64_t now = now_ms();
+        idle_append(xs, now);
+        release_expired(now);
+    } else if (idle_streams.head) {
+        release_expired(now_ms());
+    }
     return XML_OK;
 }
 

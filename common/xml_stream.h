@@ -14,7 +14,15 @@
  * A handler that needs the parser to stop right after the current element
  * (STARTTLS, SASL success, closing) returns XS_PAUSE: feed then returns with
  * *consumed at the end of that element, and the caller must xml_stream_reset
- * (or free) before feeding again. */
+ * (or free) before feeding again.
+ *
+ * Memory: a stream that sits between two top-level elements with nothing
+ * pending gives its expat parser (several KB) and its input buffers back
+ * once it has been idle for xml_stream_set_parser_idle_ms (checked whenever
+ * any stream of the thread is fed, and by xml_stream_release_idle). The
+ * next byte builds a parser again and replays the saved start tag of the
+ * root to it, so namespaces in scope and byte offsets carry on as before;
+ * whitespace alone (keepalives) is taken without a parser at all. */
 #ifndef SB_XML_STREAM_H
 #define SB_XML_STREAM_H
 #include <stddef.h>
@@ -38,6 +46,7 @@ typedef enum {
     XML_ERR_TOO_MANY_ATTRS,    /* policy-violation */
     XML_ERR_AFTER_END,         /* data after the end of the stream root: not-well-formed */
     XML_ERR_NOMEM,             /* resource-constraint */
+    XML_ERR_STREAM_REOPENED,   /* unsupported-stanza-type: a stream header inside the open stream */
 } xml_err;
 
 /* The RFC 6120 stream error condition for an error (e.g. "restricted-xml"). */
@@ -69,6 +78,17 @@ const char *xml_stream_default_ns(const xml_stream *xs);
 /* Bytes of a top-level element that have arrived but are not complete yet. */
 size_t xml_stream_pending_bytes(const xml_stream *xs);
 void xml_stream_free(xml_stream *xs);
+
+/* How long a stream of this thread must sit idle between elements before
+ * its parser is freed (0: as soon as it is idle). Default
+ * XML_PARSER_IDLE_MS_DEFAULT. */
+#define XML_PARSER_IDLE_MS_DEFAULT 250
+void xml_stream_set_parser_idle_ms(unsigned ms);
+/* Free the parsers of the streams idle for that long now (call it from a
+ * periodic timer: without traffic nothing else does). Returns how many. */
+size_t xml_stream_release_idle(void);
+/* 1 while the stream holds an expat parser (tests, accounting). */
+int xml_stream_has_parser(const xml_stream *xs);
 
 /* Parse a whole document (config files, tests). Returns NULL on error with
  * *err set and a message "line N: ..." in errtext. */

@@ -25,6 +25,10 @@ static const config_key s2s_keys[] = {
     {"tls", CFG_SECTION, 0, "TLS"},
     {"tls/cert", CFG_FILE, 0, "certificate (PEM) offered with STARTTLS; without it STARTTLS is not offered"},
     {"tls/key", CFG_FILE, 0, "its private key (PEM)"},
+    {"tls/certificate", CFG_SECTION, CFG_MULTI, "a certificate for one local domain, chosen by the name the peer asks for (SNI)"},
+    {"tls/certificate/@domain", CFG_STRING, CFG_REQUIRED, "the domain (server name) this certificate is for"},
+    {"tls/certificate/cert", CFG_FILE, CFG_REQUIRED, "its certificate chain (PEM)"},
+    {"tls/certificate/key", CFG_FILE, CFG_REQUIRED, "its private key (PEM)"},
     {"tls/required", CFG_BOOL, 0, "refuse streams without TLS, both ways (default false)"},
     {"tls/verify", CFG_BOOL, 0, "verify remote certificates (RFC 6125) and require TLS outgoing (default false)"},
     {"tls/ca-file", CFG_FILE, 0, "CA certificates for tls/verify (default: the system store)"},
@@ -157,9 +161,13 @@ static int setup_tls(s2s *s, const config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "tls/cert and tls/key go together");
         return -1;
     }
+    if (!cert && config_first(cfg, "tls/certificate")) {
+        snprintf(err, errlen, "tls/certificate needs tls/cert and tls/key as the default");
+        return -1;
+    }
     if (cert) {
-        char e[256];
-        s->server_ctx = tls_server_ctx(cert, key, e, sizeof e);
+        char e[256];   /* smaller than err, with room for the "tls: " prefix */
+        s->server_ctx = tls_server_ctx_from_config(cfg, e, sizeof e);
         if (!s->server_ctx) {
             snprintf(err, errlen, "tls: %s", e);
             return -1;

@@ -22,6 +22,7 @@ static const config_key sm_keys[] = {
     {"database/conninfo", CFG_SECRET, CFG_REQUIRED, "libpq connection string (value, file:/path or env:NAME)"},
     {"database/connections", CFG_INT, 0, "connections in the pool (default 2)"},
     {"database/query-timeout", CFG_INT, 0, "seconds before a query counts as failed (default 10)"},
+    {"database/batch-max", CFG_INT, 0, "requests committed together in one transaction (default 128, at most 256)"},
     {"database/migrate-on-start", CFG_FLAG, 0, "apply the SQL migrations before starting"},
     {"database/migrations", CFG_STRING, 0, "directory of the SQL migrations (default: installed or source tree)"},
     {"database/start-wait", CFG_INT, 0, "seconds to wait for the database at start when migrating (default 30)"},
@@ -35,6 +36,7 @@ static const config_key sm_keys[] = {
     {"limits/max-item-name-bytes", CFG_INT, 0, "bytes of a roster item's name (default 1023)"},
     {"limits/max-groups-per-item", CFG_INT, 0, "groups of one roster item (default 64)"},
     {"limits/max-group-name-bytes", CFG_INT, 0, "bytes of a group name (default 1023)"},
+    {"limits/park-timeout", CFG_INT, 0, "seconds unacknowledged messages wait for their c2s after the router was lost (default 60)"},
     {NULL, 0, 0, NULL},
 };
 
@@ -116,6 +118,7 @@ static void load_limits(sm_limits *l, const config *cfg)
     l->max_item_name_bytes = limit(cfg, "limits/max-item-name-bytes", 1023, 65536);
     l->max_groups = limit(cfg, "limits/max-groups-per-item", 64, 10000);
     l->max_group_bytes = limit(cfg, "limits/max-group-name-bytes", 1023, 65536);
+    l->park_timeout_s = limit(cfg, "limits/park-timeout", 60, 86400);
 }
 
 /* SIGHUP: log level and limits change in place; hosts, the database and
@@ -254,6 +257,7 @@ int main(int argc, char **argv)
     scfg.conninfo = conninfo;
     scfg.connections = limit(cfg, "database/connections", 2, 64);
     scfg.query_timeout_ms = limit(cfg, "database/query-timeout", 10, 3600) * 1000u;
+    scfg.batch_max = limit(cfg, "database/batch-max", STORAGE_BATCH_DEFAULT, STORAGE_BATCH_MAX);
     scfg.migrations_dir = config_str(cfg, "database/migrations", NULL);
     a.db = storage_new(&a.loop, &scfg);
     a.sm.db = a.db;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/crypto.h"
 #include "common/jid.h"
 #include "common/log.h"
 #include "common/stanza_error.h"
@@ -27,10 +28,19 @@ struct sm_work {
     int returned;           /* W_IN: handed back by c2s */
     char *c2s, *c2s_id, *full;  /* W_START */
     const char *reason;     /* W_END: reason to tell c2s (NULL: c2s ended it) */
+    int park;               /* W_END: keep the unacknowledged copies for the c2s (router lost) */
+    int custody;            /* W_START: the c2s reports acknowledgements (acks='true') */
+    sm_confirm *confirm;    /* W_OUT, W_IN: the client stanza this work carries */
 };
 
 static void user_run(sm_user *u);
+static void sm_park_tick(uv_timer_t *t);
 static void process_in(sm_user *u, stanza *st, int returned, sm_session *skip);
+static void handed_back(sm *s, stanza *st, sm_session *sess);
+static sm_session *session_find(sm *s, const char *sm_id);
+static void send_control(sm *s, const char *c2s, const char *domain, const char *c2s_id, const char *sm_id,
+                         const char *action, const char *jid, const char *attr, const char *value);
+static void sm_send_confirmations(uv_check_t *h);
 
 time_t sm_now(void) { return time(NULL); }
 
@@ -105,7 +115,7 @@ stanza *sm_iq_result(const xnode *iq)
 /* ---- sending ---- */
 
 static void send_route(sm *s, const char *to, const char *from, const char *c2s_id, const char *sm_id,
-                       const char *inner_raw, const xnode *inner)
+                       uint32_t seq, const char *inner_raw, const xnode *inner)
 {
     buf o = BUF_INIT;
     buf_append_str(&o, "<route xmlns='" NS_SB_ROUTER "' to='");
@@ -120,6 +130,7 @@ static void send_route(sm *s, const char *to, const char *from, const char *c2s_
         xml_escape_attr(&o, sm_id, strlen(sm_id));
         buf_append_str(&o, "'");
     }
+    if (seq) buf_printf(&o, " seq='%" PRIu32 "'", seq);
     buf_append_str(&o, ">");
     if (inner_raw) buf_append_str(&o, inner_raw);
     if (inner) xml_write(&o, inner, NS_SB_ROUTER);
@@ -131,9 +142,193 @@ static void send_route(sm *s, const char *to, const char *from, const char *c2s_
 
 static const char *session_domain(const sm_session *sess) { return sess->user->domain; }
 
+/* ---- delivery guarantees (docs/sessions.md §7) ---- */
+
+/* a <= b in sequence-number arithmetic (32 bits, wrapping). */
+static int seq_le(uint32_t a, uint32_t b) { return (int32_t)(a - b) <= 0; }
+
+/* The messages the sm answers for until the client acknowledges them: what
+ * would go to other resources or offline storage if it came back (RFC 6121
+ * §8.5.3.2.1), with something to read (not carbons or archive results). */
+static int is_custody_message(const xnode *el)
+{
+    if (strcmp(el->name, "message")) return 0;
+    const char *t = xnode_attr(el, "type");
+    if (t && strcmp(t, "chat") && strcmp(t, "normal")) return 0;
+    return xnode_child(el, "body", NS_CLIENT) != NULL;
+}
+
+static void copies_free(sm_copy *c)
+{
+    while (c) {
+        sm_copy *n = c->next;
+        free(c);
+        c = n;
+    }
+}
+
+/* Drop the copies the client acknowledged (seq <= acked); returns the new head. */
+static sm_copy *copies_trim(sm_copy *c, uint32_t acked, size_t *n)
+{
+    while (c && seq_le(c->seq, acked)) {
+        sm_copy *next = c->next;
+        free(c);
+        c = next;
+        if (n) (*n)--;
+    }
+    return c;
+}
+
+static void session_trim(sm_session *sess, uint32_t acked)
+{
+    sess->copies = copies_trim(sess->copies, acked, &sess->ncopies);
+    if (!sess->copies) sess->copies_tail = &sess->copies;
+}
+
+/* Deliver again, as a hand-back: other resources or offline storage. */
+static void redeliver_copies(sm *s, sm_copy *c, const char *why)
+{
+    size_t n = 0;
+    while (c) {
+        sm_copy *next = c->next;
+        stanza *st = s->stopping ? NULL : sm_parse(c->data, c->len);
+        if (st) {
+            handed_back(s, st, NULL);
+            n++;
+        }
+        free(c);
+        c = next;
+    }
+    if (n) log_info("%zu unacknowledged messages delivered again (%s)", n, why);
+}
+
+static int sm_id_is_mine(const sm *s, const char *sm_id)
+{
+    if (!sm_id) return 0;
+    uint64_t v = strtoull(sm_id, NULL, 10);
+    return v && (v & ~(uint64_t)0xffffffff) == s->session_id_base &&
+           (v & 0xffffffff) <= (s->next_session_id & 0xffffffff);
+}
+
+static void confirm_due(sm *s, sm_session *sess)
+{
+    if (sess->handled_due) return;
+    sess->handled_due = 1;
+    if (s->nconfirm_due == s->capconfirm_due) {
+        size_t cap = s->capconfirm_due ? s->capconfirm_due * 2 : 64;
+        uint64_t *d = realloc(s->confirm_due, cap * sizeof *d);
+        if (!d) abort();
+        s->confirm_due = d;
+        s->capconfirm_due = cap;
+    }
+    s->confirm_due[s->nconfirm_due++] = sess->id;
+    if (s->handles_on) uv_check_start(&s->confirm_check, sm_send_confirmations);
+}
+
+static sm_confirm *confirm_new(sm_session *sess, uint32_t seq)
+{
+    if (sess->ninflight == sess->capinflight) {
+        size_t cap = sess->capinflight ? sess->capinflight * 2 : 8;
+        sm_inflight *f = realloc(sess->inflight, cap * sizeof *f);
+        if (!f) abort();
+        sess->inflight = f;
+        sess->capinflight = cap;
+    }
+    sess->inflight[sess->ninflight].seq = seq;
+    sess->inflight[sess->ninflight].done = 0;
+    sess->ninflight++;
+    sm_confirm *c = xcalloc(1, sizeof *c);
+    c->sess_id = sess->id;
+    c->seq = seq;
+    c->refs = 1;
+    return c;
+}
+
+/* One holder of the confirmation is done; the last one confirms it. */
+static void confirm_release(sm *s, sm_confirm *c)
+{
+    if (!c || --c->refs > 0) return;
+    char id[24];
+    snprintf(id, sizeof id, "%" PRIu64, c->sess_id);
+    sm_session *sess = session_find(s, id);
+    if (sess) {
+        for (size_t i = 0; i < sess->ninflight; i++)
+            if (sess->inflight[i].seq == c->seq) {
+                sess->inflight[i].done = 1;
+                break;
+            }
+        size_t k = 0;
+        while (k < sess->ninflight && sess->inflight[k].done) sess->handled = sess->inflight[k++].seq;
+        if (k) {
+            memmove(sess->inflight, sess->inflight + k, (sess->ninflight - k) * sizeof *sess->inflight);
+            sess->ninflight -= k;
+            confirm_due(s, sess);
+        }
+    }
+    free(c);
+}
+
+/* Work of the user is done with its confirmation once the user is idle
+ * (a storage request it started, e.g. an offline store, has committed). */
+static void user_defer_confirm(sm_user *u, sm_confirm *c)
+{
+    if (u->ndone == u->capdone) {
+        size_t cap = u->capdone ? u->capdone * 2 : 8;
+        sm_confirm **d = realloc(u->done, cap * sizeof *d);
+        if (!d) abort();
+        u->done = d;
+        u->capdone = cap;
+    }
+    u->done[u->ndone++] = c;
+}
+
+static void user_release_confirms(sm_user *u)
+{
+    if (u->busy || !u->ndone) return;
+    size_t n = u->ndone;
+    u->ndone = 0;
+    for (size_t i = 0; i < n; i++) confirm_release(u->sm, u->done[i]);
+}
+
+static void sm_send_confirmations(uv_check_t *h)
+{
+    sm *s = h->data;
+    uv_check_stop(h);
+    for (size_t i = 0; i < s->nconfirm_due; i++) {
+        char id[24];
+        snprintf(id, sizeof id, "%" PRIu64, s->confirm_due[i]);
+        sm_session *sess = session_find(s, id);
+        if (!sess || !sess->handled_due) continue;
+        sess->handled_due = 0;
+        if (s->stopping) continue;
+        char v[16];
+        snprintf(v, sizeof v, "%" PRIu32, sess->handled);
+        send_control(s, sess->c2s, session_domain(sess), sess->c2s_id, sess->id_str, "handled", NULL, "seq", v);
+    }
+    s->nconfirm_due = 0;
+}
+
 void sm_session_send(sm_session *sess, const xnode *el)
 {
-    send_route(sess->user->sm, sess->c2s, session_domain(sess), sess->c2s_id, sess->id_str, NULL, el);
+    uint32_t seq = 0;
+    if (sess->custody && is_custody_message(el)) {
+        seq = ++sess->out_seq;
+        if (!seq) seq = ++sess->out_seq;   /* 0 means "not numbered" */
+        buf b = BUF_INIT;
+        xml_write(&b, el, "");
+        sm_copy *c = malloc(sizeof *c + b.len);
+        if (!c) abort();
+        c->next = NULL;
+        c->seq = seq;
+        c->len = b.len;
+        memcpy(c->data, b.data, b.len);
+        buf_free(&b);
+        if (!sess->copies_tail) sess->copies_tail = &sess->copies;
+        *sess->copies_tail = c;
+        sess->copies_tail = &c->next;
+        sess->ncopies++;
+    }
+    send_route(sess->user->sm, sess->c2s, session_domain(sess), sess->c2s_id, sess->id_str, seq, NULL, el);
 }
 
 static void send_control(sm *s, const char *c2s, const char *domain, const char *c2s_id, const char *sm_id,
@@ -154,7 +349,7 @@ static void send_control(sm *s, const char *c2s, const char *domain, const char 
         buf_append_str(&in, "'");
     }
     buf_append_str(&in, "/>");
-    send_route(s, c2s, domain, c2s_id, sm_id, buf_cstr(&in), NULL);
+    send_route(s, c2s, domain, c2s_id, sm_id, 0, buf_cstr(&in), NULL);
     buf_free(&in);
 }
 
@@ -287,9 +482,10 @@ void sm_user_release(sm_user *u)
     user_run(u);
 }
 
-static void work_free(sm_work *w)
+static void work_free(sm *s, sm_work *w)
 {
     if (!w) return;
+    confirm_release(s, w->confirm);
     if (w->st) stanza_free(w->st);
     free(w->c2s);
     free(w->c2s_id);
@@ -310,9 +506,12 @@ static void user_free(sm_user *u)
     sm_work *w = u->qhead;
     while (w) {
         sm_work *n = w->next;
-        work_free(w);
+        work_free(u->sm, w);
         w = n;
     }
+    u->busy = 0;
+    user_release_confirms(u);
+    free(u->done);
     roster_clear(u);
     strmap_free(&u->roster);
     free(u->bare);
@@ -408,11 +607,17 @@ static void reject_work(sm *s, sm_work *w, const char *condition)
         w->st = NULL;
         sm_bounce(s, st, condition, "wait", NULL);
     }
-    work_free(w);
+    work_free(s, w);
 }
 
 static void user_enqueue(sm_user *u, sm_work *w)
 {
+    sm_confirm *cur = u->sm->cur_confirm;
+    if (w->kind == W_IN && cur && !w->confirm) {
+        /* A client's stanza reaches this user: confirmed when it is handled here. */
+        w->confirm = cur;
+        cur->refs++;
+    }
     if (u->qlen >= u->sm->limits.max_queue && w->kind != W_END && w->kind != W_REMOVED) {
         log_warn("user %s: %zu stanzas waiting; refusing more", u->bare, u->qlen);
         reject_work(u->sm, w, "resource-constraint");
@@ -436,7 +641,68 @@ static sm_work *work_new(work_kind k)
 
 static sm_session *session_find(sm *s, const char *sm_id) { return sm_id ? strmap_get(&s->sessions, sm_id) : NULL; }
 
-static void session_destroy(sm_session *sess, const char *reason)
+/* Keep the copies of a session ended because the router was lost: its c2s
+ * may be alive and say, once back, what the client acknowledged. */
+static void park_copies(sm *s, sm_session *sess)
+{
+    sm_parked *p = xcalloc(1, sizeof *p);
+    p->c2s = xstrdup(sess->c2s);
+    p->copies = sess->copies;
+    p->deadline = uv_now(s->loop) + (uint64_t)s->limits.park_timeout_s * 1000;
+    sm_parked *old = strmap_put(&s->parked, sess->id_str, p);
+    if (old) {
+        copies_free(old->copies);
+        free(old->c2s);
+        free(old);
+    }
+    log_info("session %s: %zu unacknowledged messages wait %u s for %s", sess->id_str, sess->ncopies,
+             s->limits.park_timeout_s, sess->c2s);
+    if (s->handles_on && !uv_is_active((uv_handle_t *)&s->park_timer))
+        uv_timer_start(&s->park_timer, sm_park_tick, 1000, 1000);
+}
+
+static void parked_free(sm_parked *p)
+{
+    copies_free(p->copies);
+    free(p->c2s);
+    free(p);
+}
+
+/* Parked copies go to delivery again: those of one session (sm_id), of one
+ * c2s (c2s), whose time is over (now), or all. */
+static void unpark(sm *s, const char *sm_id, const char *c2s, uint64_t now, const char *why)
+{
+    if (sm_id) {
+        sm_parked *p = strmap_del(&s->parked, sm_id);
+        if (p) {
+            redeliver_copies(s, p->copies, why);
+            p->copies = NULL;
+            parked_free(p);
+        }
+        return;
+    }
+    size_t pos = 0;
+    const char *key;
+    void *val;
+    while (strmap_next(&s->parked, &pos, &key, &val)) {
+        sm_parked *p = val;
+        if (c2s && strcmp(p->c2s, c2s)) continue;
+        if (now && p->deadline > now) continue;
+        strmap_del(&s->parked, key);
+        redeliver_copies(s, p->copies, why);
+        p->copies = NULL;
+        parked_free(p);
+    }
+}
+
+static void sm_park_tick(uv_timer_t *t)
+{
+    sm *s = t->data;
+    unpark(s, NULL, NULL, uv_now(s->loop), "their c2s did not come back in time");
+    if (!strmap_count(&s->parked)) uv_timer_stop(t);
+}
+
+static void session_destroy(sm_session *sess, const char *reason, int park)
 {
     sm_user *u = sess->user;
     sm *s = u->sm;
@@ -444,6 +710,12 @@ static void session_destroy(sm_session *sess, const char *reason)
              reason ? ": " : "", reason ? reason : "");
     mods_session_ending(s, sess);
     if (reason) sm_session_end(sess, reason);
+    if (sess->copies) {
+        if (park && s->limits.park_timeout_s && !s->stopping) park_copies(s, sess);
+        else redeliver_copies(s, sess->copies, "the session ended");
+        sess->copies = NULL;
+    }
+    free(sess->inflight);
     for (sm_session **pp = &u->sessions; *pp; pp = &(*pp)->next) {
         if (*pp == sess) {
             *pp = sess->next;
@@ -471,7 +743,7 @@ static void do_start(sm_user *u, sm_work *w)
         return;
     }
     sm_session *old = sm_user_session(u, slash + 1);
-    if (old) session_destroy(old, "conflict");
+    if (old) session_destroy(old, "conflict", 0);
     if (s->limits.max_sessions && u->nsessions >= s->limits.max_sessions) {
         log_notice("session for %s refused: %zu sessions already", w->full, u->nsessions);
         send_control(s, w->c2s, u->domain, w->c2s_id, NULL, "failed", w->full, "condition",
@@ -487,6 +759,8 @@ static void do_start(sm_user *u, sm_work *w)
     w->c2s = w->c2s_id = w->full = NULL;
     sess->resource = strchr(sess->full, '/') + 1;
     sess->user = u;
+    sess->custody = w->custody;
+    sess->copies_tail = &sess->copies;
     sess->next = u->sessions;
     u->sessions = sess;
     u->nsessions++;
@@ -575,17 +849,20 @@ static void in_missing(sm *s, sm_user *u, stanza *st)
 static void process_work(sm_user *u, sm_work *w)
 {
     sm *s = u->sm;
+    /* What a client's stanza causes in other users' queues carries its confirmation. */
+    sm_confirm *saved = s->cur_confirm;
+    s->cur_confirm = w->kind == W_OUT ? w->confirm : NULL;
     switch (w->kind) {
     case W_START:
         do_start(u, w);
         break;
     case W_END: {
         sm_session *sess = user_session_by_id(u, w->sess_id);
-        if (sess) session_destroy(sess, w->reason);
+        if (sess) session_destroy(sess, w->reason, w->park);
         break;
     }
     case W_REMOVED:
-        while (u->sessions) session_destroy(u->sessions, "removed");
+        while (u->sessions) session_destroy(u->sessions, "removed", 0);
         roster_clear(u);
         break;
     case W_OUT: {
@@ -614,6 +891,7 @@ static void process_work(sm_user *u, sm_work *w)
         break;
     }
     }
+    s->cur_confirm = saved;
 }
 
 static void user_run(sm_user *u)
@@ -627,12 +905,17 @@ static void user_run(sm_user *u)
         u->qlen--;
         w->next = NULL;
         if (u->sm->stopping && w->kind != W_END) {
-            work_free(w);
+            work_free(u->sm, w);
             continue;
         }
         process_work(u, w);
-        work_free(w);
+        if (w->confirm) {
+            user_defer_confirm(u, w->confirm);
+            w->confirm = NULL;
+        }
+        work_free(u->sm, w);
     }
+    user_release_confirms(u);
     u->running = 0;
     user_maybe_free(u);
 }
@@ -797,15 +1080,30 @@ static void handed_back(sm *s, stanza *st, sm_session *sess)
 
 /* ---- from the router ---- */
 
-static void end_session_later(sm_session *sess, const char *reason)
+static void end_session_later(sm_session *sess, const char *reason, int park)
 {
     sm_work *w = work_new(W_END);
     w->sess_id = sess->id;
     w->reason = reason;
+    w->park = park;
     user_enqueue(sess->user, w);
 }
 
-void sm_session_end_later(sm_session *sess, const char *reason) { end_session_later(sess, reason); }
+void sm_session_end_later(sm_session *sess, const char *reason) { end_session_later(sess, reason, 0); }
+
+/* The c2s says its client acknowledged every message up to 'seq'. */
+static void copies_acked(sm *s, const char *c2s, const char *c2s_id, const char *sm_id, const char *seqstr)
+{
+    if (!seqstr || !sm_id) return;
+    uint32_t acked = (uint32_t)strtoul(seqstr, NULL, 10);
+    sm_session *sess = session_find(s, sm_id);
+    if (sess && !strcmp(sess->c2s, c2s) && !strcmp(sess->c2s_id, c2s_id)) {
+        session_trim(sess, acked);
+        return;
+    }
+    sm_parked *p = strmap_get(&s->parked, sm_id);
+    if (p && !strcmp(p->c2s, c2s)) p->copies = copies_trim(p->copies, acked, NULL);
+}
 
 static void handle_session_control(sm *s, const xnode *route, const xnode *ctl)
 {
@@ -828,6 +1126,10 @@ static void handle_session_control(sm *s, const xnode *route, const xnode *ctl)
         return;
     }
     if (strcmp(ctl->name, "session")) return;
+    if (!strcmp(action, "acked")) {
+        copies_acked(s, c2s, c2s_id, xnode_attr(route, "sm-id"), xnode_attr(ctl, "seq"));
+        return;
+    }
     if (!strcmp(action, "start")) {
         const char *jidstr = xnode_attr(ctl, "jid");
         jid j = JID_INIT;
@@ -839,6 +1141,8 @@ static void handle_session_control(sm *s, const xnode *route, const xnode *ctl)
             return;
         }
         sm_work *w = work_new(W_START);
+        const char *acks = xnode_attr(ctl, "acks");
+        w->custody = acks && !strcmp(acks, "true");
         w->c2s = xstrdup(c2s);
         w->c2s_id = xstrdup(c2s_id);
         w->full = xstrdup(j.full);
@@ -850,8 +1154,15 @@ static void handle_session_control(sm *s, const xnode *route, const xnode *ctl)
         }
         user_enqueue(u, w);
     } else if (!strcmp(action, "end")) {
-        sm_session *sess = session_find(s, xnode_attr(route, "sm-id"));
-        if (sess && !strcmp(sess->c2s, c2s) && !strcmp(sess->c2s_id, c2s_id)) end_session_later(sess, NULL);
+        const char *sm_id = xnode_attr(route, "sm-id");
+        copies_acked(s, c2s, c2s_id, sm_id, xnode_attr(ctl, "acked"));
+        sm_session *sess = session_find(s, sm_id);
+        if (sess && !strcmp(sess->c2s, c2s) && !strcmp(sess->c2s_id, c2s_id)) {
+            end_session_later(sess, NULL, 0);
+        } else if (sm_id && strmap_get(&s->parked, sm_id)) {
+            sm_parked *p = strmap_get(&s->parked, sm_id);
+            if (!strcmp(p->c2s, c2s)) unpark(s, sm_id, NULL, 0, "not acknowledged before the router was lost");
+        }
     }
 }
 
@@ -875,7 +1186,15 @@ static void handle_route(sm *s, stanza *env)
             return;
         }
         int from_router = xnode_child(route, "error", NULL) != NULL;
-        if (sess && from_router) end_session_later(sess, NULL);
+        if (sess && from_router) end_session_later(sess, NULL, 0);
+        if (xnode_attr(route, "seq") && sm_id_is_mine(s, sm_id)) {
+            /* A numbered message of one of our sessions: its copy here is
+             * delivered again when the session ends (docs/sessions.md §7). */
+            log_debug("hand-back of message %s of session %s: the sm's copy answers for it",
+                      xnode_attr(route, "seq"), sm_id);
+            stanza_free(env);
+            return;
+        }
         stanza *st = stanza_from_node(child);
         stanza_free(env);
         handed_back(s, st, sess);
@@ -906,6 +1225,8 @@ static void handle_route(sm *s, stanza *env)
         return;
     }
     sm_work *w = work_new(W_OUT);
+    const char *seq = xnode_attr(route, "seq");
+    if (seq) w->confirm = confirm_new(sess, (uint32_t)strtoul(seq, NULL, 10));
     w->st = stanza_from_node(child);
     w->sess_id = sess->id;
     stanza_free(env);
@@ -958,7 +1279,7 @@ static void on_stanza(component *c, stanza *st, void *ud)
 }
 
 /* Every session, by id, so that ending them can change the table. */
-static void end_sessions_where(sm *s, const char *c2s, const char *reason)
+static void end_sessions_where(sm *s, const char *c2s, const char *reason, int park)
 {
     size_t n = strmap_count(&s->sessions), k = 0, pos = 0;
     uint64_t *ids = xcalloc(n, sizeof *ids);
@@ -972,7 +1293,7 @@ static void end_sessions_where(sm *s, const char *c2s, const char *reason)
         char idstr[24];
         snprintf(idstr, sizeof idstr, "%" PRIu64, ids[i]);
         sm_session *sess = session_find(s, idstr);
-        if (sess) end_session_later(sess, reason);
+        if (sess) end_session_later(sess, reason, park);
     }
     free(ids);
 }
@@ -983,7 +1304,9 @@ static void on_name(component *c, const char *name, int online, void *ud)
     sm *s = ud;
     if (online) return;
     if (strmap_count(&s->sessions)) log_info("%s went offline: ending its sessions", name);
-    end_sessions_where(s, name, NULL);
+    end_sessions_where(s, name, NULL, 0);
+    /* That c2s is gone: what waited for it since the router was lost goes on. */
+    unpark(s, NULL, name, 0, "their c2s went offline");
 }
 
 static void on_ready(component *c, void *ud)
@@ -997,8 +1320,9 @@ static void on_lost(component *c, const char *reason, void *ud)
     sm *s = ud;
     log_warn("sm %s: lost the router (%s); ending %zu sessions", component_name(c), reason ? reason : "?",
              strmap_count(&s->sessions));
-    /* c2s closes its sessions when the sm's names go offline. */
-    end_sessions_where(s, NULL, NULL);
+    /* c2s closes its sessions when the sm's names go offline. Each c2s may
+     * live on and report what its clients acknowledged: copies wait for it. */
+    end_sessions_where(s, NULL, NULL, 1);
 }
 
 static void on_bind_failed(component *c, const char *name, const char *condition, void *ud)
@@ -1030,6 +1354,19 @@ int sm_init(sm *s, uv_loop_t *loop, const config *cfg)
 {
     s->loop = loop;
     s->cfg = cfg;
+    /* sm-ids of this process: a random base, so that a hand-back can tell a
+     * session of ours (we hold its copies) from one of a predecessor's. */
+    uint64_t r;
+    random_bytes(&r, sizeof r);
+    s->session_id_base = ((r % 0x7fffffffu) + 1) << 32;
+    s->next_session_id = s->session_id_base;
+    uv_check_init(loop, &s->confirm_check);
+    s->confirm_check.data = s;
+    uv_unref((uv_handle_t *)&s->confirm_check);
+    uv_timer_init(loop, &s->park_timer);
+    s->park_timer.data = s;
+    uv_unref((uv_handle_t *)&s->park_timer);
+    s->handles_on = 1;
     s->modules = xcalloc(sm_nmodules, sizeof *s->modules);
     s->nmodules = 0;
     for (size_t i = 0; i < sm_nmodules; i++) {
@@ -1052,6 +1389,8 @@ void sm_set_component(sm *s, component *c) { s->comp = c; }
 
 void sm_shutdown(sm *s)
 {
+    /* Copies waiting for a c2s that was lost with the router: offline now. */
+    unpark(s, NULL, NULL, 0, "the sm is stopping");
     /* Sessions end first, while the router is still there: contacts get
      * unavailable presence and c2s closes the streams with system-shutdown. */
     size_t pos = 0;
@@ -1064,7 +1403,7 @@ void sm_shutdown(sm *s)
         char idstr[24];
         snprintf(idstr, sizeof idstr, "%" PRIu64, ids[i]);
         sm_session *sess = session_find(s, idstr);
-        if (sess) session_destroy(sess, "shutdown");
+        if (sess) session_destroy(sess, "shutdown", 0);
     }
     free(ids);
     s->stopping = 1;
@@ -1096,14 +1435,32 @@ void sm_free(sm *s)
             u->sessions = sess->next;
             if (sess->presence) stanza_free(sess->presence);
             strmap_free(&sess->directed);
+            copies_free(sess->copies);
+            free(sess->inflight);
             free(sess->c2s);
             free(sess->c2s_id);
             free(sess->full);
             free(sess);
         }
+    }
+    /* Sessions are gone: confirmations still held by work find none. */
+    strmap_free(&s->sessions);
+    s->sessions = (strmap)STRMAP_INIT;
+    pos = 0;
+    while (strmap_next(&s->users, &pos, &key, &val)) {
+        sm_user *u = val;
         if (u->busy) log_warn("user %s: freed with %d requests in flight", u->bare, u->busy);
         user_free(u);
     }
     strmap_free(&s->users);
-    strmap_free(&s->sessions);
+    pos = 0;
+    while (strmap_next(&s->parked, &pos, &key, &val)) parked_free(val);
+    strmap_free(&s->parked);
+    free(s->confirm_due);
+    s->confirm_due = NULL;
+    if (s->handles_on) {
+        uv_close((uv_handle_t *)&s->confirm_check, NULL);
+        uv_close((uv_handle_t *)&s->park_timer, NULL);
+        s->handles_on = 0;
+    }
 }

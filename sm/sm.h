@@ -29,6 +29,9 @@ typedef struct sm_session sm_session;
 typedef struct sm_item sm_item;
 typedef struct sm_work sm_work;
 typedef struct sm_module sm_module;
+typedef struct sm_copy sm_copy;
+typedef struct sm_confirm sm_confirm;
+typedef struct sm_parked sm_parked;
 
 typedef struct sm_limits {
     unsigned max_roster_items;      /* limits/max-roster-items (1000) */
@@ -38,7 +41,39 @@ typedef struct sm_limits {
     unsigned max_item_name_bytes;   /* limits/max-item-name-bytes (1023) */
     unsigned max_groups;            /* limits/max-groups-per-item (64) */
     unsigned max_group_bytes;       /* limits/max-group-name-bytes (1023) */
+    unsigned park_timeout_s;        /* limits/park-timeout (60 s): unacknowledged copies kept
+                                       after the router was lost, for the c2s to report on */
 } sm_limits;
+
+/* A message sent to a session and not yet acknowledged by its client
+ * (docs/sessions.md §7): redelivered if the session ends first. */
+struct sm_copy {
+    sm_copy *next;
+    uint32_t seq;
+    size_t len;
+    char data[];                /* the stanza, jabber:client */
+};
+
+/* A client stanza of a session in the sm's care: confirmed to the c2s
+ * ('handled') once nothing that carries it is still in progress. */
+struct sm_confirm {
+    uint64_t sess_id;
+    uint32_t seq;
+    unsigned refs;
+};
+
+/* The copies of a session ended because the router was lost, waiting for
+ * its c2s to say what the client acknowledged. */
+struct sm_parked {
+    char *c2s;
+    sm_copy *copies;
+    uint64_t deadline;          /* loop time */
+};
+
+typedef struct sm_inflight {
+    uint32_t seq;
+    int done;
+} sm_inflight;
 
 /* One roster item in memory (mirror of storage's roster_row). */
 struct sm_item {
@@ -67,6 +102,15 @@ struct sm_session {
     int interested;             /* requested the roster: gets pushes */
     strmap directed;            /* JIDs that got directed available presence */
     uint32_t mod_flags;         /* bits for modules (SM_SF_* in module.h) */
+    /* delivery guarantees (docs/sessions.md §7); only when the c2s asked (acks='true') */
+    int custody;
+    uint32_t out_seq;           /* seq of the last message sent to the session */
+    sm_copy *copies, **copies_tail;  /* sent, not acknowledged by the client, oldest first */
+    size_t ncopies;
+    sm_inflight *inflight;      /* client stanzas not yet confirmed, in arrival order */
+    size_t ninflight, capinflight;
+    uint32_t handled;           /* the last seq confirmed (all before it too) */
+    int handled_due;            /* 'handled' to send at the end of this loop iteration */
 };
 
 typedef enum { USER_LOADING = 0, USER_READY, USER_MISSING, USER_FAILED } sm_user_state;
@@ -86,6 +130,8 @@ struct sm_user {
     int busy;                   /* requests in flight that hold the queue */
     int running;                /* inside user_run */
     storage_status load_modules;    /* the modules' loads (user_loading): the first failure */
+    sm_confirm **done;          /* confirmations of processed work, released when the user is idle */
+    size_t ndone, capdone;
 };
 
 struct sm {
@@ -104,6 +150,15 @@ struct sm {
     const sm_module **modules;  /* the modules that are on, in table order */
     size_t nmodules;
     const struct config *cfg;   /* for the modules' own settings */
+    /* delivery guarantees (docs/sessions.md §7) */
+    uint64_t session_id_base;   /* random, low 32 bits zero: tells this process's sm-ids from a predecessor's */
+    sm_confirm *cur_confirm;    /* the client stanza being processed (W_OUT) */
+    uv_check_t confirm_check;   /* sends the due 'handled' once per loop iteration */
+    uv_timer_t park_timer;
+    int handles_on;
+    uint64_t *confirm_due;      /* sm-ids with a 'handled' due */
+    size_t nconfirm_due, capconfirm_due;
+    strmap parked;              /* sm-id -> sm_parked* */
 };
 
 /* ---- life cycle (sm.c) ---- */

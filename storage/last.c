@@ -13,7 +13,7 @@ const storage_stmt last_stmts[] = {
     [LAST_SET] = {"last_set",
         "INSERT INTO last_activity (domain, username, logout_at, status) VALUES ($1, $2, now(), $3)"
         " ON CONFLICT (domain, username) DO UPDATE SET logout_at = EXCLUDED.logout_at, status = EXCLUDED.status",
-        3, 2},
+        3, 2, 1},   /* batch: group-committed */
     [LAST_GET] = {"last_get",
         "SELECT greatest(0, floor(extract(epoch FROM now() - logout_at)))::bigint, status"
         " FROM last_activity WHERE domain = $1 AND username = $2",

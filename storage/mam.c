@@ -51,7 +51,8 @@ enum {
 
 const storage_stmt mam_stmts[] = {
     [MAM_STORE] = {"mam_store",
-        "SELECT switchboard_mam_store($1, $2, $3, $4, $5, $6, " TS(7) ", $8, $9::boolean, $10)", 10, 2},
+        "SELECT switchboard_mam_store($1, $2, $3, $4, $5, $6, " TS(7) ", $8, $9::boolean, $10)", 10, 2,
+        1},   /* batch: archived messages are group-committed */
     [MAM_PREFS_GET] = {"mam_prefs_get",
         "SELECT EXISTS (SELECT 1 FROM accounts WHERE " OWNER "), p.default_mode, p.always_jids, p.never_jids"
         " FROM (SELECT 1) AS one LEFT JOIN mam_prefs p ON p.domain = $1 AND p.username = $2",

@@ -1,6 +1,8 @@
 /* offline: offline messages (see offline.h). The quota is checked and the
- * message inserted by one SQL function that first locks the owner's account
- * row (migration 001), and the callback runs after the commit. */
+ * message inserted by one SQL function that counts the message in the
+ * owner's row of offline_counters, locked until the commit (migration 007);
+ * deletes go through a function that locks that row first, and a trigger
+ * keeps the counter exact. Callbacks run after the commit. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +20,7 @@ const storage_stmt offline_stmts[] = {
     [OFFLINE_STORE] = {"offline_store",
         "SELECT switchboard_offline_store($1, $2, $3,"
         " CASE WHEN $4::bigint = 0 THEN NULL ELSE to_timestamp($4::bigint) END, $5::bigint)",
-        5, 2},
+        5, 2, 1},   /* batch: stores are group-committed */
     [OFFLINE_FETCH] = {"offline_fetch",
         "SELECT a.have, m.id, m.stanza, floor(extract(epoch FROM m.stored_at))::bigint,"
         " coalesce(floor(extract(epoch FROM m.expire_at))::bigint, 0)"
@@ -27,12 +29,8 @@ const storage_stmt offline_stmts[] = {
         "   AND (m.expire_at IS NULL OR m.expire_at > now())"
         " ORDER BY m.id",
         2, 2},
-    [OFFLINE_DELETE] = {"offline_delete",
-        "WITH a AS (SELECT 1 FROM accounts WHERE domain = $1 AND username = $2),"
-        " d AS (DELETE FROM offline_messages WHERE domain = $1 AND username = $2"
-        "       AND (id <= $3::bigint OR expire_at <= now()) RETURNING 1)"
-        " SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM d)",
-        3, 2},
+    [OFFLINE_DELETE] = {"offline_delete", "SELECT switchboard_offline_delete($1, $2, $3::bigint)", 3, 2,
+        1},   /* batch */
     [OFFLINE_COUNT] = {"offline_count",
         "SELECT EXISTS (SELECT 1 FROM accounts WHERE domain = $1 AND username = $2),"
         " (SELECT count(*) FROM offline_messages WHERE domain = $1 AND username = $2 AND " LIVE ")",
@@ -107,7 +105,7 @@ static void on_delete(void *ud, storage_status st, const PGresult *res)
     storage_status_cb cb = r->status;
     void *cud = r->ud;
     free(r);
-    if (st == STORAGE_OK && storage_get_int64(res, 0, 0, 0) == 0) st = STORAGE_NOT_FOUND;
+    if (st == STORAGE_OK && storage_get_int64(res, 0, 0, -1) < 0) st = STORAGE_NOT_FOUND;
     cb(cud, st);
 }
 

@@ -20,7 +20,10 @@ typedef struct offline_row {
  * STORAGE_QUOTA). expire_at 0 = never. STORAGE_NOT_FOUND if no such user.
  * Expired messages do not count against the quota; quota 0 refuses every
  * message. The quota check and the insert are one transaction under a lock
- * of the owner's account row, so concurrent stores cannot exceed it. */
+ * of the owner's message counter (a row of offline_counters, kept exact in
+ * the same transaction as every insert and delete), so concurrent stores
+ * cannot exceed it; only a store that finds the counter at the quota
+ * counts the rows (after purging the expired ones). */
 void offline_store(storage *s, const char *domain, const char *username, const char *stanza, size_t len,
                    time_t expire_at, unsigned quota, storage_status_cb cb, void *ud);
 /* All stored messages of a user, oldest first (expired ones left out). Rows valid during the callback.

@@ -17,10 +17,18 @@
  * takes requests. storage_register() pre-registers a whole table.
  *
  * Each request is its own implicit transaction (one statement followed by a
- * pipeline sync), and the callback runs only once the transaction has been
- * committed: a write reported STORAGE_OK is durable. Several statements that
- * must be atomic go into one SQL statement (data-modifying CTEs) or into an
- * SQL function defined by a migration.
+ * pipeline sync), except for statements marked `batch`: queued ones are
+ * committed together (group commit: one transaction, one Sync, one WAL flush
+ * for up to batch_max of them; see storage.c). Either way the callback runs
+ * only once the transaction holding the request has been committed: a write
+ * reported STORAGE_OK is durable. A batch request that fails does not fail
+ * the others of its batch (they are run again one by one), so it still
+ * behaves as its own transaction towards its caller; but a batch statement
+ * must not depend on being alone in one (no transaction control, nothing
+ * that refuses a transaction block), should be short (the batch waits for
+ * its slowest), and holds its locks until the batch commits. Several
+ * statements that must be atomic go into one SQL statement (data-modifying
+ * CTEs) or into an SQL function defined by a migration.
  *
  * Ordering: requests with the same key (the first key_params parameters of
  * the statement, normally domain and username) are sent on the same
@@ -49,6 +57,7 @@ typedef struct storage_stmt {
     const char *sql;    /* parameters $1..$nparams, all passed as text */
     int nparams;
     int key_params;     /* the first key_params parameters identify the owner (ordering, see above); 0: none */
+    int batch;          /* 1: a write that may be committed together with others (group commit, see above) */
 } storage_stmt;
 
 typedef void (*storage_result_cb)(void *ud, storage_status st, const PGresult *res);

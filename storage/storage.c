@@ -2,19 +2,42 @@
  *
  * Each connection of the pool goes through DOWN -> CONNECTING (PQconnectPoll
  * driven by a uv_poll on PQsocket) -> PREPARING (every registered statement
- * is prepared) -> READY (takes requests). It runs in pipeline mode: each
- * request is sent as [Parse] Bind/Execute + Sync, several requests are in
- * flight at once, and their results come back in order. A request is
- * completed when the Sync of its implicit transaction comes back, that is
- * after the commit.
+ * is prepared) -> READY (takes requests). It runs in pipeline mode.
  *
  * Requests wait in a per-connection queue of unsent requests (bounded over
- * the pool by max_pending) and move to the connection's in-flight ring when
- * sent (at most PIPELINE_MAX at a time). When a connection breaks, its
- * in-flight requests fail with STORAGE_UNAVAILABLE (a write may or may not
- * have happened: it is never replayed), its unsent ones move to another
- * ready connection (they were never sent, so this is safe), and it
- * reconnects with exponential back-off.
+ * the pool by max_pending) and are sent in their order, up to PIPELINE_MAX
+ * in flight: each transaction is [Parse] Bind/Execute for each of its
+ * requests and one Sync. Without an explicit BEGIN, the statements between
+ * two Syncs of the extended protocol form one implicit transaction,
+ * committed at the Sync. The results come back in order, and the requests
+ * of a transaction are completed only when its Sync comes back, that is
+ * after the commit.
+ *
+ * Group commit: a statement marked `batch` (a write whose cost is mostly
+ * its commit, one WAL flush) is committed together with the batch
+ * statements queued after it, up to batch_max in one transaction. While a
+ * batch is in flight on a connection, nothing more is sent on it: the next
+ * batch is whatever queued up meanwhile, and what is queued behind a batch
+ * stays behind it even when the batch has to be run again (below). Every
+ * other statement (reads) is a transaction of its own, pipelined with the
+ * others. Sending is done from a prepare handle (just before the loop
+ * waits for I/O) and whenever results come back, so a request made while
+ * its connection has no batch in flight goes out in the same loop
+ * iteration: nothing waits at low load.
+ *
+ * A failing request aborts its whole transaction. When a transaction of
+ * several requests fails (a statement's error, or the commit's), nothing of
+ * it was committed and no callback has run: its requests go back to the
+ * front of the queue, in order, marked solo, and each is run again in a
+ * transaction of its own, so one bad request fails alone and the others
+ * succeed (the statements are run twice, but the first run was rolled
+ * back). This is preferred to failing them all with a temporary error: a
+ * caller would see an error that its own request did not cause.
+ *
+ * When a connection breaks, its in-flight requests fail with
+ * STORAGE_UNAVAILABLE (a write may or may not have happened: it is never
+ * replayed), its unsent ones move to another ready connection (they were
+ * never sent, so this is safe), and it reconnects with exponential back-off.
  *
  * Callbacks may do anything, including making requests and calling
  * storage_free: after every callback the code checks s->closing and stops
@@ -36,8 +59,9 @@
 static const storage_stmt *const builtin_tables[] = {account_stmts, roster_stmts, offline_stmts, vcard_stmts,
                                                      private_stmts, privacy_stmts, last_stmts, pep_stmts, mam_stmts};
 
-#define PIPELINE_MAX 256          /* requests in flight per connection */
+#define PIPELINE_MAX 256          /* requests in flight per connection (and the largest batch) */
 #define RECONNECT_MIN_MS 100
+_Static_assert(STORAGE_BATCH_MAX <= PIPELINE_MAX, "a batch is sent at once");
 
 typedef struct request request;
 struct request {
@@ -49,6 +73,7 @@ struct request {
     void *ud;
     uint64_t deadline;            /* loop time (ms) by which it must be answered */
     storage_status status;        /* for completions deferred to the idle handle */
+    int solo;                     /* its batch failed: run it in a transaction of its own */
     PGresult *res;
     char **values;                /* nparams pointers, then the strings, in this allocation */
 };
@@ -65,8 +90,11 @@ typedef struct {
     int got;                      /* PREPARE/QUERY: the result came, waiting for its NULL */
     int stmt_idx;
     int connect_done;             /* SYNC that ends the preparation after connecting */
-    request *req;                 /* QUERY, SYNC */
-    PGresult *res;
+    request *req;                 /* QUERY */
+    request *txn;                 /* SYNC: the requests of its transaction, in order (linked by next) */
+    size_t ntxn;
+    int batch;                    /* SYNC: of a batch (see nbatch) */
+    PGresult *res;                /* PREPARE/QUERY: the result; SYNC: an error of the commit */
 } item;
 
 typedef enum { C_DOWN = 0, C_CONNECTING, C_PREPARING, C_READY } conn_state;
@@ -86,6 +114,8 @@ typedef struct slot {
     item *ring;
     size_t rcap, rhead, rlen;
     size_t ninflight;             /* requests (not items) in flight */
+    size_t nbatch;                /* batch transactions in flight (0 or 1) */
+    req_queue completing;         /* committed, callbacks being run */
     unsigned char *prepared;      /* per statement index */
     int failures;                 /* consecutive failed attempts */
     char lasterr[200];
@@ -100,6 +130,7 @@ struct storage {
     unsigned reconnect_max_ms;
     unsigned max_pending;
     unsigned query_timeout_ms;
+    unsigned batch_max;
     slot *conns;
     const storage_stmt **stmts;
     size_t nstmts, capstmts;
@@ -107,6 +138,9 @@ struct storage {
     uv_idle_t idle;
     int idle_active;
     uv_timer_t tick;
+    uv_prepare_t flush;           /* sends what was queued, before the loop waits */
+    int flush_active;
+    int in_flush, flush_again;
     size_t npending;              /* unsent requests over all connections */
     int was_ready;
     void (*ready_cb)(storage *s, int ready, void *ud);
@@ -161,6 +195,16 @@ static void q_append(req_queue *dst, req_queue *src)
     dst->n += src->n;
     src->head = src->tail = NULL;
     src->n = 0;
+}
+
+/* Move the requests of a transaction (linked by next) to the end of q. */
+static void txn_to_queue(req_queue *q, request *txn)
+{
+    while (txn) {
+        request *next = txn->next;
+        q_push(q, txn);
+        txn = next;
+    }
 }
 
 static void ring_push(slot *c, item it)
@@ -325,6 +369,7 @@ static void update_ready(storage *s)
 
 static void conn_start(slot *c);
 static void conn_fail(slot *c, const char *why);
+static void schedule_flush(storage *s);
 static void conn_send(slot *c);
 static void on_poll(uv_poll_t *h, int status, int events);
 
@@ -458,13 +503,18 @@ static void conn_fail(slot *c, const char *why)
     c->state = C_DOWN;
     if (s->capstmts) memset(c->prepared, 0, s->capstmts);
 
+    /* Committed before the failure (a callback can only get here through
+     * storage_free, but stay safe): they complete with their own status. */
+    req_queue committed = {0};
+    q_append(&committed, &c->completing);
     req_queue failed = {0};
     while (c->rlen) {
         item it = ring_pop(c);
         if (it.res) PQclear(it.res);
-        if (it.kind == IT_SYNC && it.req) q_push(&failed, it.req);
+        if (it.kind == IT_SYNC) txn_to_queue(&failed, it.txn);
     }
     c->ninflight = 0;
+    c->nbatch = 0;
     req_queue unsent = {0};
     q_append(&unsent, &c->unsent);
     s->npending -= unsent.n;
@@ -473,6 +523,11 @@ static void conn_fail(slot *c, const char *why)
     update_ready(s);
     if (s->closing) goto closing;
 
+    while (committed.head) {
+        request *r = q_pop(&committed);
+        complete(r, r->status);
+        if (s->closing) goto closing;
+    }
     while (failed.head) {
         complete(q_pop(&failed), STORAGE_UNAVAILABLE);
         if (s->closing) goto closing;
@@ -492,6 +547,7 @@ static void conn_fail(slot *c, const char *why)
     return;
 closing:
     /* storage_free ran inside a callback: fail what is still ours here. */
+    q_append(&failed, &committed);
     q_append(&failed, &unsent);
     while (failed.head) complete(q_pop(&failed), STORAGE_UNAVAILABLE);
 }
@@ -542,42 +598,61 @@ static void conn_start(slot *c)
     if (poll_update(c, UV_WRITABLE) != 0) conn_fail(c, "cannot watch the socket");
 }
 
+/* Send what is queued, in order (see the top of the file): a run of batch
+ * statements as one transaction of up to batch_max; any other request, or
+ * one whose batch failed (solo), as a transaction of its own; nothing while
+ * a batch is in flight. */
 static void conn_send(slot *c)
 {
     storage *s = c->s;
     if (c->state != C_READY) return;
     while (c->unsent.head && c->ninflight < PIPELINE_MAX) {
-        request *r = q_pop(&c->unsent);
-        s->npending--;
-        const storage_stmt *st = s->stmts[r->stmt_idx];
-        if (!c->prepared[r->stmt_idx]) {
-            if (!PQsendPrepare(c->pg, st->name, st->sql, st->nparams, NULL)) goto broken;
-            c->prepared[r->stmt_idx] = 1;
-            ring_push(c, (item){.kind = IT_PREPARE, .stmt_idx = r->stmt_idx});
+        if (c->nbatch > 0) break;
+        request *head = c->unsent.head;
+        int batch = s->stmts[head->stmt_idx]->batch && !head->solo;
+        size_t limit = batch ? s->batch_max : 1;
+        req_queue txn = {0};
+        while (txn.n < limit && c->unsent.head && c->ninflight < PIPELINE_MAX) {
+            request *r = c->unsent.head;
+            const storage_stmt *st = s->stmts[r->stmt_idx];
+            if (txn.n > 0 && (!st->batch || r->solo)) break;
+            if (!c->prepared[r->stmt_idx]) {
+                if (!PQsendPrepare(c->pg, st->name, st->sql, st->nparams, NULL)) goto broken;
+                c->prepared[r->stmt_idx] = 1;
+                ring_push(c, (item){.kind = IT_PREPARE, .stmt_idx = r->stmt_idx});
+            }
+            if (!PQsendQueryPrepared(c->pg, st->name, st->nparams, (const char *const *)r->values, NULL, NULL, 0))
+                goto broken;
+            q_pop(&c->unsent);
+            s->npending--;
+            ring_push(c, (item){.kind = IT_QUERY, .stmt_idx = r->stmt_idx, .req = r});
+            c->ninflight++;
+            q_push(&txn, r);
         }
-        if (!PQsendQueryPrepared(c->pg, st->name, st->nparams, (const char *const *)r->values, NULL, NULL, 0))
-            goto broken;
-        ring_push(c, (item){.kind = IT_QUERY, .stmt_idx = r->stmt_idx, .req = r});
-        c->ninflight++;
+        /* The Sync item owns the transaction's requests, even when the
+         * Sync cannot be sent: conn_fail then fails them. */
+        ring_push(c, (item){.kind = IT_SYNC, .txn = txn.head, .ntxn = txn.n, .batch = batch});
+        if (batch) c->nbatch++;
         if (!PQpipelineSync(c->pg)) {
-            /* The query is in the ring: it fails with the connection. */
-            ring_push(c, (item){.kind = IT_SYNC, .req = r});
             conn_fail(c, PQerrorMessage(c->pg));
             return;
         }
-        ring_push(c, (item){.kind = IT_SYNC, .req = r});
         continue;
     broken:
-        /* Not sent: back to the front of the queue, moved elsewhere by conn_fail. */
-        r->next = c->unsent.head;
-        c->unsent.head = r;
-        if (!c->unsent.tail) c->unsent.tail = r;
-        c->unsent.n++;
-        s->npending++;
+        /* The request at the head of the queue was not sent: it moves
+         * elsewhere with the queue; those of its transaction already sent
+         * were never committed and fail with the connection. */
+        if (txn.n) ring_push(c, (item){.kind = IT_SYNC, .txn = txn.head, .ntxn = txn.n});
         conn_fail(c, PQerrorMessage(c->pg));
         return;
     }
     conn_flush(c);
+}
+
+static int result_ok(const PGresult *res)
+{
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    return st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
 }
 
 static storage_status result_status(storage *s, request *r)
@@ -608,6 +683,67 @@ static storage_status result_status(storage *s, request *r)
     return STORAGE_ERROR;
 }
 
+/* Log why a transaction of several requests failed (the first error). */
+static void log_batch_failure(storage *s, slot *c, const item *sync)
+{
+    const char *name = "commit";
+    const PGresult *err = sync->res;
+    for (request *r = sync->txn; r && !err; r = r->next) {
+        if (r->res && PQresultStatus(r->res) == PGRES_PIPELINE_ABORTED) continue;
+        if (!result_ok(r->res)) {
+            name = s->stmts[r->stmt_idx]->name;
+            err = r->res;
+        }
+    }
+    const char *state = err ? PQresultErrorField(err, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = err ? PQresultErrorField(err, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    char msg[256];
+    one_line(msg, sizeof msg, primary ? primary : err ? PQresultErrorMessage(err) : "no result");
+    log_info("storage: connection %u: a transaction of %zu requests failed at %s: %s (SQLSTATE %s);"
+             " running them one by one", c->idx, sync->ntxn, name, msg, state ? state : "none");
+}
+
+/* The Sync of a transaction came back: complete its requests in order, or,
+ * when a transaction of several failed, queue them again as solo requests
+ * (see the top of the file). */
+static void txn_done(slot *c, item *sync)
+{
+    storage *s = c->s;
+    int failed = sync->res != NULL;
+    for (request *r = sync->txn; r && !failed; r = r->next) failed = !result_ok(r->res);
+    c->ninflight -= sync->ntxn;
+    if (failed && sync->ntxn > 1) {
+        log_batch_failure(s, c, sync);
+        PQclear(sync->res);
+        req_queue again = {0};
+        txn_to_queue(&again, sync->txn);
+        for (request *r = again.head; r; r = r->next) {
+            if (r->res) PQclear(r->res);
+            r->res = NULL;
+            r->solo = 1;
+        }
+        s->npending += again.n;
+        q_append(&again, &c->unsent);
+        c->unsent = again;
+        return;
+    }
+    if (sync->res) {
+        /* The commit of a single request failed: that is its result. */
+        request *r = sync->txn;
+        if (r->res) PQclear(r->res);
+        r->res = sync->res;
+    }
+    req_queue done = {0};
+    txn_to_queue(&done, sync->txn);
+    for (request *r = done.head; r; r = r->next) r->status = result_status(s, r);
+    q_append(&c->completing, &done);
+    while (c->completing.head) {
+        request *r = q_pop(&c->completing);
+        complete(r, r->status);
+        if (s->closing || c->state == C_DOWN) return;
+    }
+}
+
 /* Read results and complete requests whose Sync came back. */
 static void conn_read(slot *c)
 {
@@ -633,14 +769,9 @@ static void conn_read(slot *c)
             }
             nulls = 0;
             if (PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
-                /* An error at the end of the transaction (commit): it
-                 * replaces the request's result. */
-                if (it->req && PQresultStatus(res) == PGRES_FATAL_ERROR) {
-                    if (it->req->res) PQclear(it->req->res);
-                    it->req->res = res;
-                } else {
-                    PQclear(res);
-                }
+                /* An error at the end of the transaction (commit). */
+                if (it->txn && !it->res && PQresultStatus(res) == PGRES_FATAL_ERROR) it->res = res;
+                else PQclear(res);
                 continue;
             }
             PQclear(res);
@@ -655,10 +786,9 @@ static void conn_read(slot *c)
                 if (s->closing) return;
                 continue;
             }
-            if (done.req) {
-                c->ninflight--;
-                storage_status st = result_status(s, done.req);
-                complete(done.req, st);
+            if (done.txn) {
+                if (done.batch) c->nbatch--;
+                txn_done(c, &done);
                 if (s->closing || c->state == C_DOWN) return;
             }
             continue;
@@ -762,6 +892,34 @@ static void on_tick(uv_timer_t *t)
 
 /* ---------------------------------------------------------------- requests */
 
+/* Send what every free connection has queued. Runs before the loop waits
+ * for I/O, so requests made during this iteration go out before it does. */
+static void on_flush(uv_prepare_t *h)
+{
+    storage *s = h->data;
+    uv_prepare_stop(h);
+    s->flush_active = 0;
+    s->in_flush = 1;
+    do {
+        /* A callback run from here (a connection failing) may queue more:
+         * send it now rather than after the next wake-up. */
+        s->flush_again = 0;
+        for (unsigned i = 0; i < s->nconns && !s->closing; i++) conn_send(&s->conns[i]);
+    } while (s->flush_again && !s->closing);
+    s->in_flush = 0;
+}
+
+static void schedule_flush(storage *s)
+{
+    if (s->closing) return;
+    if (s->in_flush) {
+        s->flush_again = 1;
+    } else if (!s->flush_active) {
+        uv_prepare_start(&s->flush, on_flush);
+        s->flush_active = 1;
+    }
+}
+
 void storage_exec(storage *s, const storage_stmt *stmt, const char *const *values,
                   storage_result_cb cb, void *ud)
 {
@@ -809,7 +967,7 @@ void storage_exec(storage *s, const storage_stmt *stmt, const char *const *value
     }
     q_push(&c->unsent, r);
     s->npending++;
-    conn_send(c);
+    schedule_flush(s);
 }
 
 /* ---------------------------------------------------------------- life cycle */
@@ -856,6 +1014,8 @@ storage *storage_new(uv_loop_t *loop, const storage_config *cfg)
     if (s->reconnect_max_ms < RECONNECT_MIN_MS) s->reconnect_max_ms = RECONNECT_MIN_MS;
     s->max_pending = cfg->max_pending ? cfg->max_pending : 10000;
     s->query_timeout_ms = cfg->query_timeout_ms ? cfg->query_timeout_ms : 10000;
+    s->batch_max = cfg->batch_max ? cfg->batch_max : STORAGE_BATCH_DEFAULT;
+    if (s->batch_max > STORAGE_BATCH_MAX) s->batch_max = STORAGE_BATCH_MAX;
     if (!s->conninfo) abort();
     s->conns = calloc(s->nconns, sizeof *s->conns);
     if (!s->conns) abort();
@@ -864,7 +1024,9 @@ storage *storage_new(uv_loop_t *loop, const storage_config *cfg)
     s->idle.data = s;
     uv_timer_init(loop, &s->tick);
     s->tick.data = s;
-    s->open_handles = 2;
+    uv_prepare_init(loop, &s->flush);
+    s->flush.data = s;
+    s->open_handles = 3;
     unsigned tick = s->query_timeout_ms / 4;
     if (tick < 10) tick = 10;
     if (tick > 1000) tick = 1000;
@@ -894,6 +1056,11 @@ void storage_free(storage *s)
     q_append(&failed, &s->done);
     for (unsigned i = 0; i < s->nconns; i++) {
         slot *c = &s->conns[i];
+        /* Committed, their callbacks not run yet (storage_free was called
+         * from one of their batch): pending for the caller, so unavailable
+         * like the rest (the outcome of a write is reported unknown). */
+        for (request *r = c->completing.head; r; r = r->next) r->status = STORAGE_UNAVAILABLE;
+        q_append(&failed, &c->completing);
         poll_close(c);
         if (c->pg) PQfinish(c->pg);
         c->pg = NULL;
@@ -901,12 +1068,13 @@ void storage_free(storage *s)
         while (c->rlen) {
             item it = ring_pop(c);
             if (it.res) PQclear(it.res);
-            if (it.kind == IT_SYNC && it.req) {
-                it.req->status = STORAGE_UNAVAILABLE;
-                q_push(&failed, it.req);
+            if (it.kind == IT_SYNC) {
+                for (request *r = it.txn; r; r = r->next) r->status = STORAGE_UNAVAILABLE;
+                txn_to_queue(&failed, it.txn);
             }
         }
         c->ninflight = 0;
+        c->nbatch = 0;
         for (request *r = c->unsent.head; r; r = r->next) r->status = STORAGE_UNAVAILABLE;
         q_append(&failed, &c->unsent);
     }
@@ -921,6 +1089,7 @@ void storage_free(storage *s)
     }
     uv_close((uv_handle_t *)&s->idle, storage_handle_closed);
     uv_close((uv_handle_t *)&s->tick, storage_handle_closed);
+    uv_close((uv_handle_t *)&s->flush, storage_handle_closed);
     for (unsigned i = 0; i < s->nconns; i++)
         uv_close((uv_handle_t *)&s->conns[i].retry, retry_closed);
 }
@@ -943,6 +1112,6 @@ void storage_stats(const storage *s, uint64_t *answered, double *seconds)
 size_t storage_pending(const storage *s)
 {
     size_t n = s->npending + s->done.n;
-    for (unsigned i = 0; i < s->nconns; i++) n += s->conns[i].ninflight;
+    for (unsigned i = 0; i < s->nconns; i++) n += s->conns[i].ninflight + s->conns[i].completing.n;
     return n;
 }

@@ -28,12 +28,17 @@ typedef enum {
 
 const char *storage_status_string(storage_status s);
 
+#define STORAGE_BATCH_DEFAULT 128
+#define STORAGE_BATCH_MAX 256
+
 typedef struct storage_config {
     const char *conninfo;        /* libpq connection string */
     unsigned connections;        /* pool size; default 2 */
     unsigned reconnect_max_ms;   /* back-off ceiling; default 5000 */
     unsigned max_pending;        /* requests waiting for a connection before STORAGE_UNAVAILABLE; default 10000 */
     unsigned query_timeout_ms;   /* a request not answered by then fails with STORAGE_UNAVAILABLE; default 10000 */
+    unsigned batch_max;          /* requests committed together in one transaction (group commit); default
+                                    STORAGE_BATCH_DEFAULT, at most STORAGE_BATCH_MAX; 1: one per request */
     const char *migrations_dir;  /* for storage_migrate; default: the installed or source storage/migrations */
 } storage_config;
 

@@ -234,6 +234,24 @@ class Server:
         else:
             self.wait_names([name])
 
+    def kill(self, name):
+        """SIGKILL a process (a crash: nothing is flushed, nobody is told)."""
+        p = self.procs[name]
+        p.proc.kill()
+        p.proc.wait()
+        p.logfile.close()
+
+    def start_again(self, name):
+        """Start a killed process as supervisord would, and wait until it joined the router."""
+        p = self.procs[name]
+        p.start()
+        if name == "router":
+            p.wait_port(self.router_port)
+        elif name == "sm":
+            self.wait_names(["sm", self.domain])
+        else:
+            self.wait_names([name])
+
     def finish(self):
         """Stop everything (c2s, then sm, then router); report unclean exits and sanitizer findings."""
         problems = []

@@ -1,6 +1,7 @@
 /* Offline messages against a real database: order, quota exactly at the
- * limit, expiry, delete up to an id, count, unknown users, and 2000 stores
- * in flight answered in order. */
+ * limit, expiry, delete up to an id, count, unknown users, 2000 stores in
+ * flight answered in order (and group-committed), and the per-user counter
+ * (offline_counters) equal to the stored rows after every step. */
 #include <time.h>
 
 #include "t/storage/helpers.h"
@@ -44,6 +45,39 @@ static void on_count(void *ud, storage_status st, long count)
 
 static storage *s;
 static const char *domain;
+static const char *dbinfo;
+
+/* The user's counter, or -1 without a counter row. */
+static long long counter(const char *user)
+{
+    PGconn *pg = db_connect(dbinfo);
+    const char *p[2] = {domain, user};
+    long long v = db_value(pg, "SELECT coalesce((SELECT stored FROM offline_counters WHERE domain=$1 AND username=$2), -1)",
+                           2, p);
+    PQfinish(pg);
+    return v;
+}
+
+/* 1 when the counter equals the user's rows in offline_messages. */
+static int counter_exact(const char *user)
+{
+    PGconn *pg = db_connect(dbinfo);
+    const char *p[2] = {domain, user};
+    long long rows = db_value(pg, "SELECT count(*) FROM offline_messages WHERE domain=$1 AND username=$2", 2, p);
+    long long c = db_value(pg, "SELECT coalesce((SELECT stored FROM offline_counters WHERE domain=$1 AND username=$2), 0)",
+                           2, p);
+    PQfinish(pg);
+    if (rows != c) printf("# %s: %lld rows, counter %lld\n", user, rows, c);
+    return rows == c;
+}
+
+static void sql_exec(const char *sql, const char *user)
+{
+    PGconn *pg = db_connect(dbinfo);
+    const char *p[2] = {domain, user};
+    db_value(pg, sql, 2, p);
+    PQfinish(pg);
+}
 
 static int store(const char *user, const char *stanza, time_t expire, unsigned quota)
 {
@@ -94,6 +128,7 @@ static void on_seq(void *ud, storage_status st)
 int main(void)
 {
     const char *db = test_db();
+    dbinfo = db;
     test_loop_init();
     migrate_or_bail(db);
     s = ready_storage(db);
@@ -115,6 +150,7 @@ int main(void)
     is_int(store("juliet", "<message id='3'/>", 0, 3), STORAGE_OK, "store 3: exactly at the limit");
     is_int(store("juliet", "<message id='4'/>", 0, 3), STORAGE_QUOTA, "store 4: over the quota, refused");
     is_int(store("juliet", "<message id='4'/>", 0, 0), STORAGE_QUOTA, "quota 0 refuses too");
+    ok(counter_exact("juliet"), "counter: 3 after three stores and two refusals");
     int st;
     is_int(count("juliet", &st), 3, "count 3");
     is_int(st, STORAGE_OK, "count ok");
@@ -134,13 +170,16 @@ int main(void)
     is_int(fetch("juliet", &r), STORAGE_OK, "fetch");
     is_int(r.n, 3, "the expired message is left out");
     is_int(count("juliet", &st), 3, "and not counted");
+    ok(counter_exact("juliet"), "counter: the expired row counts while it is stored");
     is_int(store("juliet", "<message id='5'/>", 0, 4), STORAGE_OK, "an expired message does not take quota");
+    ok(counter_exact("juliet"), "counter: at the quota the expired row was purged, the new one counted");
 
     /* Delete up to an id (and the expired ones). */
     is_int(fetch("juliet", &r), STORAGE_OK, "fetch 4");
     is_int(r.n, 4, "four messages");
     int64_t second = r.ids[1], last = r.ids[3];
     is_int(del("juliet", second), STORAGE_OK, "delete up to the second");
+    ok(counter_exact("juliet"), "counter: exact after delete");
     is_int(fetch("juliet", &r), STORAGE_OK, "fetch after delete");
     is_int(r.n, 2, "two left");
     is_str(r.stanzas[0], "<message id='3'/>", "the third is first now");
@@ -154,6 +193,24 @@ int main(void)
     is_int(del("juliet", last), STORAGE_OK, "delete up to the last");
     is_int(count("juliet", &st), 0, "none left");
     is_int(del("juliet", last), STORAGE_OK, "deleting nothing is fine");
+    is_int(counter("juliet"), 0, "counter: 0 once everything was delivered and deleted");
+
+    /* The counter under deletes behind the server's back, and a counter
+     * made wrong by rows inserted behind it: a refusal is still exact. */
+    is_int(store("juliet", "<message id='6'/>", 0, 5), STORAGE_OK, "store 6");
+    is_int(store("juliet", "<message id='7'/>", 0, 5), STORAGE_OK, "store 7");
+    sql_exec("DELETE FROM offline_messages WHERE domain=$1 AND username=$2 AND stanza = '<message id=''6''/>'",
+             "juliet");
+    ok(counter_exact("juliet"), "counter: exact after an operator's DELETE (trigger)");
+    sql_exec("UPDATE offline_counters SET stored = 5 WHERE domain=$1 AND username=$2", "juliet");
+    is_int(store("juliet", "<message id='8'/>", 0, 5), STORAGE_OK,
+           "a counter too high: the store at the quota recounts and stores");
+    ok(counter_exact("juliet"), "counter: corrected by the recount");
+    is_int(store("juliet", "<message id='9'/>", 0, 2), STORAGE_QUOTA, "refused at an exact quota of 2");
+    ok(counter_exact("juliet"), "counter: a refusal changes nothing");
+    is_int(fetch("juliet", &r), STORAGE_OK, "fetch");
+    is_int(del("juliet", r.ids[r.n - 1]), STORAGE_OK, "delete them");
+    is_int(counter("juliet"), 0, "counter: 0 again");
 
     /* Unknown users */
     is_int(store("nobody", "<message/>", 0, 10), STORAGE_NOT_FOUND, "store for an unknown user: not found");
@@ -197,6 +254,11 @@ int main(void)
         }
         ok(stored_in_order, "stored in the order of the calls");
         PQclear(res);
+        long long txns = db_value(pg, "SELECT count(DISTINCT xmin::text) FROM offline_messages WHERE domain=$1 AND "
+                                      "username=$2", 2, p);
+        ok(txns > 0 && txns <= 2 * (Q / STORAGE_BATCH_DEFAULT + 1),
+           "group commit: 1500 rows written by %lld transactions", txns);
+        is_int(counter("many"), Q, "counter: exactly the quota");
         PQfinish(pg);
     }
 
@@ -225,6 +287,7 @@ int main(void)
         is_int(stored, Q, "two connections racing: exactly the quota stored");
         is_int(refused, 2 * N - Q, "and the rest refused");
         is_int(count("race", &st), Q, "count agrees");
+        is_int(counter("race"), Q, "counter agrees");
         free_storage(s2);
     }
 

@@ -79,7 +79,7 @@ static void part_running_database(const char *db)
     is_int(echo_wait(s, 7), STORAGE_OK, "the connection still works afterwards");
 
     /* Unregistered statement, prepared on first use. */
-    static const storage_stmt late = {"test_late", "SELECT $1::integer * 2", 1, 0};
+    static const storage_stmt late = {"test_late", "SELECT $1::integer * 2", 1, 0, 0};
     memset(&r, 0, sizeof r);
     const char *v21[1] = {"21"};
     CALL(storage_exec(s, &late, v21, on_q, &r));
@@ -87,7 +87,8 @@ static void part_running_database(const char *db)
     ok(r.st == STORAGE_OK && r.value == 42, "a statement seen for the first time is prepared on the way");
 
     /* A NULL parameter */
-    static const storage_stmt isnull = {"test_isnull", "SELECT CASE WHEN $1::text IS NULL THEN 1 ELSE 0 END", 1, 0};
+    static const storage_stmt isnull = {"test_isnull", "SELECT CASE WHEN $1::text IS NULL THEN 1 ELSE 0 END", 1, 0,
+                                         0};
     memset(&r, 0, sizeof r);
     const char *vnull[1] = {NULL};
     CALL(storage_exec(s, &isnull, vnull, on_q, &r));

@@ -600,6 +600,116 @@ static void test_document(void)
     ok(strncmp(text, "line 3: ", 8) == 0, "depth error on line 3");
 }
 
+/* Feed data line by line (each chunk ends after a newline). */
+static xml_err feed_lines(xml_stream *xs, const char *data)
+{
+    const char *p = data;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl + 1 - p) : strlen(p);
+        size_t used = 0;
+        xml_err e = xml_stream_feed(xs, p, n, &used);
+        if (e != XML_OK) return e;
+        if (used != n) return (xml_err)-1;
+        p += n;
+    }
+    return XML_OK;
+}
+
+/* Idle streams give their parser back and build it again from the header:
+ * what the caller sees must not change. */
+static void test_idle_parser_release(void)
+{
+    /* Reference run: the parser is kept throughout. */
+    xml_stream_set_parser_idle_ms(1000000);
+    recorder ref = {0};
+    is_int(parse_stream(CLIENT_STREAM, &ref, NULL, 0, NULL, 0), XML_OK, "reference run");
+
+    xml_stream_set_parser_idle_ms(0);
+    recorder a = {0}, b = {0}, c = {0};
+    is_int(parse_stream(CLIENT_STREAM, &a, NULL, 1, NULL, 0), XML_OK, "released at every boundary, byte by byte");
+    is_str(buf_cstr(&a.log), buf_cstr(&ref.log), "same events and raw bytes as with the parser kept");
+    is_int(parse_stream(CLIENT_STREAM, &b, NULL, 5, NULL, 0), XML_OK, "released, 5-byte chunks");
+    is_str(buf_cstr(&b.log), buf_cstr(&ref.log), "5-byte chunks: same events and raw bytes");
+
+    xml_stream *xs = xml_stream_new(NULL, &rec_handler, &c);
+    is_int(feed_lines(xs, CLIENT_STREAM), XML_OK, "fed line by line, released between lines");
+    is_str(buf_cstr(&c.log), buf_cstr(&ref.log), "line by line: same events");
+    ok(c.nstanzas == 6 && c.stanzas[2]->root->line == 4 && c.stanzas[0]->root->line == 2,
+       "line numbers carry on across rebuilt parsers");
+    ok(c.nstanzas == 6 && (c.stanzas[4]->root->flags & XNODE_USES_OUTER_PREFIX) &&
+       strcmp(c.stanzas[4]->root->ns, NS_STREAMS) == 0,
+       "the stream: prefix declared on the header still resolves after a rebuild");
+    ok(c.nstanzas == 6 && strcmp(c.stanzas[2]->root->ns, "jabber:client") == 0,
+       "the header's default namespace still applies after a rebuild");
+    xml_stream_free(xs);
+    rec_clear(&ref);
+    rec_clear(&a);
+    rec_clear(&b);
+    rec_clear(&c);
+
+    /* Step by step: when the parser goes and comes back. */
+    recorder r = {0};
+    xs = xml_stream_new(NULL, &rec_handler, &r);
+    const char *hdr = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+                      "version='1.0'>\n";
+    size_t used;
+    is_int(xml_stream_feed(xs, hdr, strlen(hdr), &used), XML_OK, "header");
+    ok(!xml_stream_has_parser(xs), "no parser after the header, with nothing pending");
+    is_str(xml_stream_default_ns(xs), "jabber:client", "the header's default namespace is still known");
+    is_int(xml_stream_feed(xs, " \n\t\n", 4, &used), XML_OK, "whitespace keepalive");
+    is_int(used, 4, "keepalive consumed");
+    ok(!xml_stream_has_parser(xs), "a keepalive needs no parser");
+    const char *m1 = "<message to='a@b'><bo";
+    is_int(xml_stream_feed(xs, m1, strlen(m1), &used), XML_OK, "half a message");
+    ok(xml_stream_has_parser(xs), "the parser stays while an element is unfinished");
+    is_int(xml_stream_pending_bytes(xs), strlen(m1), "its bytes are pending");
+    const char *m2 = "dy>hi</body></message>\n";
+    is_int(xml_stream_feed(xs, m2, strlen(m2), &used), XML_OK, "rest of the message");
+    ok(!xml_stream_has_parser(xs), "parser released once the element is complete");
+    ok(r.nstanzas == 1 && strcmp(r.stanzas[0]->raw, "<message to='a@b'><body>hi</body></message>") == 0,
+       "raw bytes of the message across the rebuild");
+    ok(r.nstanzas == 1 && r.stanzas[0]->root->line == 4, "message on line 4 (after two keepalive newlines)");
+    const char *bad = "<x:y/>";
+    is_int(xml_stream_feed(xs, bad, strlen(bad), &used), XML_ERR_BAD_PREFIX,
+           "an undeclared prefix is still refused after a rebuild");
+    xml_stream_reset(xs);
+    ok(!xml_stream_has_parser(xs), "reset frees the parser");
+    const char *again = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+                        "<presence/>\n<bad></wrong>";
+    char err[256];
+    is_int(xml_stream_feed(xs, again, strlen(again), &used), XML_ERR_NOT_WELL_FORMED, "restart, then bad XML");
+    snprintf(err, sizeof err, "%s", xml_stream_error_text(xs));
+    ok(strncmp(err, "line 2:", 7) == 0, "the error line counts from the restart: %s", err);
+    ok(r.nstanzas == 2 && strcmp(r.stanzas[1]->raw, "<presence/>") == 0, "element after the restart");
+    xml_stream_reset(xs);
+    const char *closing = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+                          "<presence/>";
+    is_int(xml_stream_feed(xs, closing, strlen(closing), &used), XML_OK, "another restart");
+    ok(!xml_stream_has_parser(xs), "released again");
+    is_int(xml_stream_feed(xs, "</stream:stream>", 16, &used), XML_OK, "close after a rebuild");
+    is_int(r.closes, 1, "stream_close reported");
+    xml_stream_free(xs);
+    rec_clear(&r);
+
+    /* With a delay: released by the sweep once idle long enough. */
+    xml_stream_set_parser_idle_ms(1000000);
+    recorder d = {0};
+    xs = xml_stream_new(NULL, &rec_handler, &d);
+    is_int(xml_stream_feed(xs, hdr, strlen(hdr), &used), XML_OK, "header (delayed release)");
+    ok(xml_stream_has_parser(xs), "parser kept while not idle long enough");
+    is_int(xml_stream_release_idle(), 0, "the sweep leaves a recent stream alone");
+    ok(xml_stream_has_parser(xs), "still held");
+    xml_stream_set_parser_idle_ms(0);
+    ok(xml_stream_release_idle() >= 1, "the sweep releases an idle stream");
+    ok(!xml_stream_has_parser(xs), "released by the sweep");
+    is_int(xml_stream_feed(xs, "<presence/>", 11, &used), XML_OK, "fed after the sweep");
+    ok(d.nstanzas == 1 && strcmp(d.stanzas[0]->raw, "<presence/>") == 0, "element after the sweep");
+    xml_stream_free(xs);
+    rec_clear(&d);
+    xml_stream_set_parser_idle_ms(XML_PARSER_IDLE_MS_DEFAULT);
+}
+
 int main(void)
 {
     test_whole_and_bytewise();
@@ -611,5 +721,6 @@ int main(void)
     test_limits();
     test_flags_nested();
     test_document();
+    test_idle_parser_release();
     return tap_done();
 }
