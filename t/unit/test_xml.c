@@ -364,6 +364,28 @@ static void test_not_well_formed(void)
            XML_ERR_NOT_WELL_FORMED, "non-UTF-8 encoding declaration refused");
 }
 
+static void test_stream_reopened(void)
+{
+    const char *again = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+    char body[512];
+    snprintf(body, sizeof body, "<presence/>%s<message/>", again);
+    recorder r = {0};
+    is_int(parse_after_header(body, 0, NULL, NULL, 0), XML_ERR_STREAM_REOPENED, "a second stream header");
+    is_int(parse_after_header(body, 1, NULL, NULL, 0), XML_ERR_STREAM_REOPENED, "a second stream header, bytewise");
+    is_str(xml_err_condition(XML_ERR_STREAM_REOPENED), "unsupported-stanza-type", "its condition");
+    /* An element named stream in another namespace is just an element. */
+    is_int(parse_after_header("<stream xmlns='urn:example'/>", 0, NULL, NULL, 0), XML_OK,
+           "<stream/> in another namespace is fine");
+    /* After a reset (a stream restart), a header is what is expected. */
+    xml_stream *xs = xml_stream_new(NULL, &rec_handler, &r);
+    size_t used;
+    is_int(xml_stream_feed(xs, again, strlen(again), &used), XML_OK, "first header");
+    xml_stream_reset(xs);
+    is_int(xml_stream_feed(xs, again, strlen(again), &used), XML_OK, "a header after a reset");
+    xml_stream_free(xs);
+    rec_clear(&r);
+}
+
 static void test_after_end(void)
 {
     char err[256];
@@ -718,6 +740,7 @@ int main(void)
     test_restricted();
     test_not_well_formed();
     test_after_end();
+    test_stream_reopened();
     test_limits();
     test_flags_nested();
     test_document();
