@@ -25,6 +25,17 @@ const char *conn_jid_user(const lg_worker *w, int user, char *buf, size_t len)
     return buf;
 }
 
+const char *conn_domain(const lg_worker *w, const lg_conn *c)
+{
+    return c->side && w->o->peer_domain ? w->o->peer_domain : w->o->domain;
+}
+
+const char *conn_jid(const lg_worker *w, const lg_conn *c, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s%d@%s", w->o->prefix, c->user, conn_domain(w, c));
+    return buf;
+}
+
 static void set_events(lg_worker *w, lg_conn *c)
 {
     int want = c->wlen > c->woff || (c->ssl && c->want_out);
@@ -200,7 +211,7 @@ static int parser_reset(lg_conn *c)
 static void stream_open(lg_worker *w, lg_conn *c)
 {
     conn_sendf(w, c, "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-                     "xmlns:stream='http://etherx.jabber.org/streams' to='%s' version='1.0'>", w->o->domain);
+                     "xmlns:stream='http://etherx.jabber.org/streams' to='%s' version='1.0'>", conn_domain(w, c));
     c->state = C_FEATURES;
 }
 
@@ -344,7 +355,7 @@ static int tls_begin(lg_worker *w, lg_conn *c)
 {
     c->ssl = SSL_new(w->ssl_ctx);
     if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) return -1;
-    SSL_set_tlsext_host_name(c->ssl, w->o->domain);
+    SSL_set_tlsext_host_name(c->ssl, conn_domain(w, c));
     c->state = C_TLS_HANDSHAKE;
     tls_step(w, c);
     return 0;
@@ -458,7 +469,8 @@ int conn_start(lg_worker *w, lg_conn *c)
         w->st.connect_failures++;
         return -1;
     }
-    struct sockaddr_in da = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o->ports[c->gidx % o->nports])};
+    int port = c->side && o->npeer_ports ? o->peer_ports[c->gidx % o->npeer_ports] : o->ports[c->gidx % o->nports];
+    struct sockaddr_in da = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, o->host, &da.sin_addr);
     c->state = C_CONNECTING;
     c->stage = 0;

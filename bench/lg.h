@@ -45,6 +45,10 @@ typedef struct {
     const char *domain;
     const char *host;            /* server address */
     int ports[32], nports;       /* STARTTLS/plain ports (one per c2s) */
+    /* messages across two servers (s2s): receivers (odd connections) log in
+     * to peer_domain on peer_ports; senders to domain on ports. */
+    const char *peer_domain;
+    int peer_ports[32], npeer_ports;
     lg_tls_mode tls;
     lg_mech mech;
     const char *prefix;          /* user names: PREFIX<N> */
@@ -57,12 +61,15 @@ typedef struct {
     int concurrency;             /* logins in progress at once, per worker */
     double duration;             /* seconds of the measured phase */
     int window;                  /* messages in flight per pair */
+    double rate;                 /* messages: open loop, messages/s in all (0 = closed loop with window) */
     int contacts;                /* presence: contacts per user (for expected deliveries) */
     int messages;                /* offline-send: messages in all */
     int target_base, targets;    /* offline-send: recipients PREFIX<tb> .. */
     long expect;                 /* offline-recv: messages expected in all */
     int body_bytes;
     int wait_go;                 /* wait for "go" on stdin before the measured phase */
+    int shared_salt;             /* one SCRAM salted-password cache entry for all accounts (set-up of
+                                    large runs whose accounts share one salt; not for login figures) */
     double timeout;              /* seconds for the setup and for draining */
     int verbose;
 } lg_opts;
@@ -80,6 +87,7 @@ typedef struct lg_conn {
     int idx;                     /* index in the worker */
     int gidx;                    /* global index */
     int user;                    /* account number */
+    int side;                    /* 0: domain/ports; 1: peer_domain/peer_ports */
     lg_state state;
     int stage;                   /* 0 before TLS, 1 before auth, 2 after auth */
     SSL *ssl;
@@ -124,6 +132,10 @@ typedef struct lg_worker {
     int ready_count;
     int go, stopping, done;
     double go_at;
+    uint64_t go_ns;              /* lg_now_ns() at go: the open-loop schedule starts here */
+    double rate;                 /* open loop: this worker's messages/s (0 = closed loop) */
+    uint64_t scheduled;          /* open loop: messages sent on the schedule so far */
+    int next_sender;             /* open loop: round-robin over the pairs */
     struct lg_salt_cache *cache;
     long login_round;            /* login scenario: accounts cycle */
 } lg_worker;
@@ -135,6 +147,9 @@ void conn_close(lg_worker *w, lg_conn *c, int graceful);
 void conn_event(lg_worker *w, lg_conn *c, uint32_t events);
 void conn_free_all(lg_worker *w);
 const char *conn_jid_user(const lg_worker *w, int user, char *buf, size_t len);
+/* The bare JID of a connection's account, on that connection's side. */
+const char *conn_jid(const lg_worker *w, const lg_conn *c, char *buf, size_t len);
+const char *conn_domain(const lg_worker *w, const lg_conn *c);
 
 /* ---- sasl.c ---- */
 typedef struct lg_salt_cache lg_salt_cache;
@@ -155,5 +170,7 @@ void scen_on_stanza(lg_worker *w, lg_conn *c); /* message or presence in the REA
 void scen_go(lg_worker *w);                    /* the measured phase begins */
 void scen_tick(lg_worker *w);                  /* every few milliseconds */
 int scen_setup_done(const lg_worker *w);
+/* Nanoseconds until the next scheduled send (open loop), or -1 if none is scheduled. */
+long long scen_next_due_ns(const lg_worker *w);
 
 #endif

@@ -17,6 +17,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t go_flag, term_flag;
@@ -31,16 +32,19 @@ static const char usage[] =
     "  --user-base N --users N --conns N --procs N --sources N --per-source N\n"
     "  --concurrency N (logins under way per worker) --duration S --window W\n"
     "  --contacts K --messages M --target-base N --targets N --expect N --body-bytes N\n"
+    "  --rate R (messages: open loop, R messages/s in all, latency from the scheduled time)\n"
+    "  --peer-domain D --peer-port P[,P...] (messages: receivers on a second server)\n"
+    "  --shared-salt (one SCRAM salt cache entry for all accounts: quick set-up of many sessions)\n"
     "  --wait-go --timeout S --verbose\n";
 
-static int parse_ports(lg_opts *o, const char *s)
+static int parse_port_list(int ports[32], int *n, const char *s)
 {
-    o->nports = 0;
+    *n = 0;
     char *dup = strdup(s), *save = NULL;
-    for (char *t = strtok_r(dup, ",", &save); t && o->nports < 32; t = strtok_r(NULL, ",", &save))
-        o->ports[o->nports++] = atoi(t);
+    if (!dup) return -1;
+    for (char *t = strtok_r(dup, ",", &save); t && *n < 32; t = strtok_r(NULL, ",", &save)) ports[(*n)++] = atoi(t);
     free(dup);
-    return o->nports > 0 ? 0 : -1;
+    return *n > 0 ? 0 : -1;
 }
 
 static int parse_args(lg_opts *o, int argc, char **argv)
@@ -56,13 +60,18 @@ static int parse_args(lg_opts *o, int argc, char **argv)
         {"sources", 1, 0, 'S'}, {"per-source", 1, 0, 'Q'}, {"concurrency", 1, 0, 'C'}, {"duration", 1, 0, 'D'},
         {"window", 1, 0, 'W'}, {"contacts", 1, 0, 'K'}, {"messages", 1, 0, 'M'}, {"target-base", 1, 0, 'B'},
         {"targets", 1, 0, 'T'}, {"expect", 1, 0, 'E'}, {"body-bytes", 1, 0, 'y'}, {"wait-go", 0, 0, 'g'},
-        {"timeout", 1, 0, 'o'}, {"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"timeout", 1, 0, 'o'}, {"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'}, {"rate", 1, 0, 'r'},
+        {"peer-domain", 1, 0, 'e'}, {"peer-port", 1, 0, 'f'}, {"shared-salt", 0, 0, 'z'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
         case 's': o->scenario = optarg; break;
         case 'H': o->host = optarg; break;
-        case 'p': if (parse_ports(o, optarg)) return -1; break;
+        case 'p': if (parse_port_list(o->ports, &o->nports, optarg)) return -1; break;
+        case 'f': if (parse_port_list(o->peer_ports, &o->npeer_ports, optarg)) return -1; break;
+        case 'e': o->peer_domain = optarg; break;
+        case 'r': o->rate = atof(optarg); break;
+        case 'z': o->shared_salt = 1; break;
         case 'd': o->domain = optarg; break;
         case 't':
             o->tls = !strcmp(optarg, "starttls") ? TLS_STARTTLS : !strcmp(optarg, "direct") ? TLS_DIRECT : TLS_NONE;
@@ -96,6 +105,7 @@ static int parse_args(lg_opts *o, int argc, char **argv)
     if (!strcmp(o->scenario, "messages") && (o->conns % 2)) o->conns++;
     if (!strcmp(o->scenario, "offline-send") && (o->targets <= 0 || o->messages <= 0)) return -1;
     if (o->procs > o->conns) o->procs = o->conns;
+    if (o->rate < 0 || (o->peer_domain && !o->npeer_ports)) return -1;
     return 0;
 }
 
@@ -147,7 +157,15 @@ static int worker_run(const lg_opts *o, int wid, int first, int count, int out)
     double t0 = lg_now();
     struct epoll_event ev[256];
     while (!w.done && !term_flag) {
-        int n = epoll_wait(w.epfd, ev, 256, 5);
+        /* the open loop needs sub-millisecond wake-ups to keep its schedule */
+        long long due = scen_next_due_ns(&w);
+        int n;
+        if (due >= 0 && due < 5000000) {
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = due};
+            n = epoll_pwait2(w.epfd, ev, 256, &ts, NULL);
+        } else {
+            n = epoll_wait(w.epfd, ev, 256, 5);
+        }
         for (int i = 0; i < n; i++) conn_event(&w, &w.conns[ev[i].data.u32], ev[i].events);
         scen_tick(&w);
         if (!reported && scen_setup_done(&w)) {
@@ -183,7 +201,7 @@ static void print_result(const lg_opts *o, const lg_stats *s, int workers_ok)
            "\"setup_failures\":%llu,\"stream_errors\":%llu,\"disconnects\":%llu,\"stanza_errors\":%llu,"
            "\"client_pbkdf2\":%llu,\"registered\":%llu,\"register_failures\":%llu,"
            "\"sent\":%llu,\"received\":%llu,\"received_self\":%llu,\"received_other\":%llu,\"lost\":%lld,"
-           "\"logins_per_s\":%.1f,\"received_per_s\":%.1f,"
+           "\"rate\":%.1f,\"sent_per_s\":%.1f,\"logins_per_s\":%.1f,\"received_per_s\":%.1f,"
            "\"login_p50_ms\":%.3f,\"login_p99_ms\":%.3f,\"lat_p50_ms\":%.3f,\"lat_p99_ms\":%.3f}\n",
            o->scenario, o->tls == TLS_NONE ? "none" : o->tls == TLS_STARTTLS ? "starttls" : "direct",
            o->mech == MECH_PLAIN ? "PLAIN" : "SCRAM-SHA-1", o->conns, o->procs, workers_ok, window,
@@ -193,6 +211,7 @@ static void print_result(const lg_opts *o, const lg_stats *s, int workers_ok)
            (unsigned long long)s->stanza_errors, (unsigned long long)s->pbkdf2, (unsigned long long)s->registered,
            (unsigned long long)s->register_failures, (unsigned long long)s->sent, (unsigned long long)s->received,
            (unsigned long long)s->received_self, (unsigned long long)s->received_other, lost,
+           o->rate, window > 0 ? (double)s->sent / window : 0,
            window > 0 ? (double)s->logins / window : 0, window > 0 ? (double)s->received / window : 0,
            lg_hist_quantile_ms(&s->login_lat, 0.5), lg_hist_quantile_ms(&s->login_lat, 0.99),
            lg_hist_quantile_ms(&s->lat, 0.5), lg_hist_quantile_ms(&s->lat, 0.99));

@@ -17,7 +17,7 @@ struct lg_salt_cache {
     int users;
     struct entry {
         unsigned char salted[SHA1_LEN];
-        unsigned char salt[32];
+        unsigned char salt[64];   /* Prosody's salts are 36-byte UUIDs */
         unsigned salt_len, iterations;
         int valid;
     } *e;
@@ -120,9 +120,10 @@ int sasl_challenge(lg_worker *w, lg_conn *c, const char *b64, size_t len)
         || attr((char *)sf, (size_t)sflen, 'i', &i, &il))
         return -1;
     if (rl < 24 || memcmp(r, c->scram->cnonce, 24) != 0 || rl > 200 || il > 10) return -1;
-    unsigned char salt[64];
+    unsigned char salt[96];
+    if (sl > 128) return -1;   /* decodes to at most 96 bytes */
     long saltlen = base64_decode(s, sl, salt);
-    if (saltlen <= 0 || saltlen > 32) return -1;
+    if (saltlen <= 0 || saltlen > 64) return -1;
     char ibuf[12];
     memcpy(ibuf, i, il);
     ibuf[il] = 0;
@@ -131,7 +132,9 @@ int sasl_challenge(lg_worker *w, lg_conn *c, const char *b64, size_t len)
 
     unsigned char salted[SHA1_LEN];
     struct entry *e = NULL;
-    int slot = c->user - w->o->user_base;
+    /* --shared-salt: every account was provisioned with one salt; the entry
+     * is still checked against the salt and iterations offered. */
+    int slot = w->o->shared_salt ? 0 : c->user - w->o->user_base;
     if (w->cache && slot >= 0 && slot < w->cache->users) e = &w->cache->e[slot];
     if (e && e->valid && e->iterations == iter && e->salt_len == (unsigned)saltlen
         && memcmp(e->salt, salt, (size_t)saltlen) == 0) {

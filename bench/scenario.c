@@ -1,7 +1,11 @@
 /* What each scenario does with its connections.
  *   login        C connections log in, close and log in again (next account) for T seconds
  *   idle         N sessions log in and stay; the measured phase is the hold
- *   messages     pairs (even index sends to the next odd one), W messages in flight each
+ *   messages     pairs (even index sends to the next odd one), W messages in flight each;
+ *                or, with --rate, open loop: messages leave on a fixed schedule whatever
+ *                the replies, and latency counts from the scheduled time (so a server
+ *                that falls behind cannot hide its queueing: no coordinated omission);
+ *                with --peer-domain the receivers are on a second server (s2s)
  *   presence     every session sends presence updates, one in flight (paced by its own echo)
  *   offline-send senders send M messages to accounts that are not online
  *   offline-recv the recipients log in and take their stored messages
@@ -32,6 +36,7 @@ static void start_some(lg_worker *w)
     while (w->next_start < w->count && w->in_progress < w->o->concurrency) {
         lg_conn *c = &w->conns[w->next_start++];
         c->user = user_of(w, c);
+        c->side = is(w, "messages") && w->o->peer_domain && (c->gidx % 2);
         if (conn_start(w, c) != 0) w->st.setup_failures++;
     }
 }
@@ -47,15 +52,15 @@ int scen_setup_done(const lg_worker *w)
     return (uint64_t)w->ready_count + w->st.setup_failures >= (uint64_t)w->count;
 }
 
-static void send_message(lg_worker *w, lg_conn *from, int to_user, char kind)
+/* The id carries the time the message counts from: when it was sent, or
+ * in the open loop when it was scheduled. */
+static void send_message(lg_worker *w, lg_conn *from, const char *to, char kind, uint64_t t_ns)
 {
-    char to[96];
-    conn_jid_user(w, to_user, to, sizeof to);
     static const char pad[] = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789"
                               "abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz";
     int body = w->o->body_bytes < (int)sizeof pad - 1 ? w->o->body_bytes : (int)sizeof pad - 1;
     conn_sendf(w, from, "<message to='%s' type='chat' id='%c:%llu:%llu'><body>%.*s</body></message>", to, kind,
-               (unsigned long long)lg_now_ns(), (unsigned long long)from->seq++, body, pad);
+               (unsigned long long)t_ns, (unsigned long long)from->seq++, body, pad);
     w->st.sent++;
 }
 
@@ -116,8 +121,9 @@ void scen_on_stanza(lg_worker *w, lg_conn *c)
         lg_hist_add(&w->st.lat, (uint64_t)a);
         lg_conn *s = &w->conns[c->peer];
         if (s->inflight > 0) s->inflight--;
-        if (w->go && !w->stopping && s->state == C_READY) {
-            send_message(w, s, c->user, 'm');
+        if (w->go && !w->stopping && s->state == C_READY && !w->rate) {
+            char to[96];
+            send_message(w, s, conn_jid(w, c, to, sizeof to), 'm', lg_now_ns());
             s->inflight++;
         }
     } else if (is(w, "presence") && !strcmp(c->el, "presence")) {
@@ -149,7 +155,10 @@ void scen_go(lg_worker *w)
     const lg_opts *o = w->o;
     w->go = 1;
     w->go_at = lg_now();
+    w->go_ns = lg_now_ns();
     w->st.t_go = w->go_at;
+    /* the workers share the rate as they share the pairs */
+    w->rate = is(w, "messages") && o->rate > 0 ? o->rate * ((double)w->count / o->conns) : 0;
     if (is(w, "login") || is(w, "offline-recv")) {
         start_some(w);
         return;
@@ -160,8 +169,10 @@ void scen_go(lg_worker *w)
         if (is(w, "messages") && (c->gidx % 2) == 0 && i + 1 < w->count) {
             c->peer = i;
             w->conns[i + 1].peer = i;
-            for (int k = 0; k < o->window; k++) {
-                send_message(w, c, w->conns[i + 1].user, 'm');
+            char to[96];
+            conn_jid(w, &w->conns[i + 1], to, sizeof to);
+            for (int k = 0; k < o->window && !w->rate; k++) {
+                send_message(w, c, to, 'm', lg_now_ns());
                 c->inflight++;
             }
         } else if (is(w, "presence")) {
@@ -169,9 +180,45 @@ void scen_go(lg_worker *w)
         } else if (is(w, "offline-send")) {
             long total = o->messages, senders = o->conns;
             long from = total * c->gidx / senders, to = total * (c->gidx + 1) / senders;
-            for (long k = from; k < to; k++) send_message(w, c, o->target_base + (int)(k % o->targets), 'o');
+            char jid[96];
+            for (long k = from; k < to; k++)
+                send_message(w, c, conn_jid_user(w, o->target_base + (int)(k % o->targets), jid, sizeof jid), 'o',
+                             lg_now_ns());
             conn_close(w, c, 1);
         }
+    }
+}
+
+/* Open loop: message k of this worker is due at go + k/rate. */
+static uint64_t due_ns(const lg_worker *w, uint64_t k)
+{
+    return w->go_ns + (uint64_t)((double)k * 1e9 / w->rate);
+}
+
+long long scen_next_due_ns(const lg_worker *w)
+{
+    if (!w->rate || !w->go || w->stopping || w->done) return -1;
+    uint64_t at = due_ns(w, w->scheduled), now = lg_now_ns();
+    return at > now ? (long long)(at - now) : 0;
+}
+
+/* Send every message whose time has come, each from the next pair whose
+ * sender and receiver are both logged in; the id holds the scheduled time. */
+static void send_due(lg_worker *w)
+{
+    uint64_t now = lg_now_ns();
+    int pairs = w->count / 2;
+    while (pairs > 0 && due_ns(w, w->scheduled) <= now) {
+        lg_conn *s = NULL;
+        for (int tries = 0; tries < pairs && !s; tries++) {
+            int i = 2 * (w->next_sender++ % pairs);
+            if (w->conns[i].state == C_READY && w->conns[i + 1].state == C_READY) s = &w->conns[i];
+        }
+        if (!s) return;   /* nobody left to send: the drain ends the run */
+        char to[96];
+        send_message(w, s, conn_jid(w, &w->conns[s->idx + 1], to, sizeof to), 'm', due_ns(w, w->scheduled));
+        s->inflight++;
+        w->scheduled++;
     }
 }
 
@@ -211,6 +258,7 @@ void scen_tick(lg_worker *w)
     }
     if (!w->stopping) {
         if (is(w, "login")) start_some(w);
+        if (w->rate) send_due(w);
         return;
     }
     int drained;

@@ -19,6 +19,8 @@ static const config_key router_keys[] = {
     {"limits/handshake-timeout", CFG_INT, 0, "seconds a new connection has to authenticate (default 10)"},
     {"limits/write-queue-high", CFG_INT, 0, "queued bytes at which senders to a component are paused (default 1M)"},
     {"limits/write-queue-max", CFG_INT, 0, "queued bytes at which a component that does not read is cut off (default 64M)"},
+    {"limits/raw-envelopes", CFG_BOOL, 0,
+     "forward route envelopes of trusted components as their bytes, unparsed (default true)"},
     PROCESS_KEYS_METRICS,
     {"component", CFG_SECTION, CFG_MULTI, "a component that may connect"},
     {"component/@name", CFG_STRING, CFG_REQUIRED, "its name; 'prefix*' or '*' match several"},
@@ -64,6 +66,7 @@ static void load_limits(router *r, const config *cfg)
     r->limits.handshake_timeout_ms = (unsigned)config_int(cfg, "limits/handshake-timeout", 10) * 1000u;
     r->limits.write_high_water = (size_t)config_int(cfg, "limits/write-queue-high", 1024 * 1024);
     r->limits.write_max = (size_t)config_int(cfg, "limits/write-queue-max", 64 * 1024 * 1024);
+    r->limits.raw_envelopes = config_bool(cfg, "limits/raw-envelopes", 1);
 }
 
 /* SIGHUP: the component list (names, secrets, trust), limits for new

@@ -131,6 +131,14 @@ static void count_forwarded(router *r, const xnode *el)
     }
 }
 
+void router_forward_bytes(rclient *from, rclient *target, const char *data, size_t len, int kind)
+{
+    router *r = from->r;
+    if (r->m.envelopes) metric_inc(kind >= 0 && kind < 3 ? r->m.routed[kind] : r->m.envelopes);
+    conn_write(target->c, data, len);
+    if (!conn_writable(target->c) && from != target) add_waiter(target, from);
+}
+
 static void forward(rclient *from, rclient *target, stanza *st)
 {
     count_forwarded(from->r, st->root);
@@ -385,9 +393,22 @@ static void on_read(conn *c, const char *data, size_t len)
 {
     rclient *rc = conn_data(c);
     if (rc->state == RC_CLOSING) return;
+    if (rc->fast > 0) {
+        envelope_feed(rc, data, len);
+        return;
+    }
     size_t consumed;
     xml_err err = xml_stream_feed(rc->xs, data, len, &consumed);
-    if (err != XML_OK) rclient_stream_error(rc, xml_err_condition(err), xml_stream_error_text(rc->xs));
+    if (err != XML_OK) {
+        rclient_stream_error(rc, xml_err_condition(err), xml_stream_error_text(rc->xs));
+        return;
+    }
+    /* A trusted component goes over to the fast path once it is in and the
+     * parser holds no partial element: from then on the scanner hands the
+     * parser whole elements only. */
+    if (!rc->fast && rc->state == RC_READY && rc->trusted && rc->r->limits.raw_envelopes &&
+        xml_stream_pending_bytes(rc->xs) == 0)
+        rc->fast = 1;
 }
 
 static void on_drain(conn *c)
@@ -427,6 +448,7 @@ static void on_close(conn *c, const char *reason)
     free(rc->names);
     free(rc->waiters);
     free(rc->name);
+    buf_free(&rc->pending);
     free(rc);
     if (r->stopping && !r->clients && r->on_stopped) r->on_stopped(r);
 }

@@ -38,6 +38,8 @@ typedef struct rclient {
     int header_sent;
     struct rclient **waiters;   /* senders paused until this one drains */
     size_t nwaiters;
+    int fast;                   /* 1: envelopes forwarded unparsed (envelope.c); -1: never again */
+    buf pending;                /* fast path: bytes of an incomplete element */
     struct rclient *prev, *next;
 } rclient;
 
@@ -46,6 +48,7 @@ typedef struct router_limits {
     unsigned handshake_timeout_ms;
     size_t write_high_water;
     size_t write_max;
+    int raw_envelopes;          /* forward trusted components' envelopes unparsed (envelope.c) */
 } router_limits;
 
 struct router {
@@ -79,6 +82,14 @@ void router_stop(router *r, void (*on_stopped)(router *r));
 /* Write an element to a client, original bytes where possible. */
 void rclient_write_element(rclient *rc, const xnode *el);
 void rclient_stream_error(rclient *rc, const char *condition, const char *text);
+/* Forward an element's original bytes from one client to another; kind
+ * counts it: 0 message, 1 presence, 2 iq, -1 a route envelope. */
+void router_forward_bytes(rclient *from, rclient *target, const char *data, size_t len, int kind);
+
+/* envelope.c */
+/* Bytes from a trusted client in the fast mode: envelopes and bare stanzas
+ * are forwarded as they are, every other element goes through its xml_stream. */
+void envelope_feed(rclient *rc, const char *data, size_t len);
 
 /* routes.c */
 const component_acl *route_find_acl(const router *r, const char *name);
