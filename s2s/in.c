@@ -257,9 +257,36 @@ static void handle_stanza(in_conn *ic, stanza *st)
         /* The router went away: answer through our own stream to them. */
         log_warn("s2s: conn %llu: router unavailable; bouncing <%s/> from %s", CONN_ID(ic), el->name, remote);
         stanza *copy = stanza_copy(st);
-        if (stanza_make_error(copy, "service-unavailable", NULL) == 0) route_send(route_get(s, local, remote), copy);
+        if (stanza_make_error(copy, "service-unavailable", NULL) == 0)
+            route_send(route_get(s, local, remote), copy, NULL);
         else stanza_free(copy);
     }
+    ic->sm_handled++;   /* XEP-0198 h: handed to the router, or bounced */
+}
+
+/* XEP-0198 on the stream a peer sends on (no resumption): <enabled/> once
+ * a pair is authorised, and <a h/> counting what went to the router. */
+static void handle_sm(in_conn *ic, const xnode *el)
+{
+    if (!strcmp(el->name, "enable")) {
+        if (ic->sm_on || ic->npairs == 0) {
+            buf_append_str(&ic->out, "<failed xmlns='" NS_SM3 "'><unexpected-request "
+                                     "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>");
+        } else {
+            ic->sm_on = 1;
+            ic->sm_handled = 0;
+            buf_append_str(&ic->out, "<enabled xmlns='" NS_SM3 "'/>");
+            log_info("s2s: conn %llu (from %s): stream management on", CONN_ID(ic), ic->from ? ic->from : "?");
+        }
+    } else if (!strcmp(el->name, "r")) {
+        if (!ic->sm_on) {
+            in_error(ic, "unsupported-stanza-type", "stream management is not enabled");
+            return;
+        }
+        buf_printf(&ic->out, "<a xmlns='" NS_SM3 "' h='%lu'/>", (unsigned long)ic->sm_handled);
+    }
+    /* <a/>: we send nothing on this stream that it could acknowledge. */
+    flush(ic);
 }
 
 /* ---- connection events ---- */
@@ -467,7 +494,8 @@ static xs_action on_stream_open(void *ud, stanza *header)
             buf_append_str(&ic->out, "</starttls>");
         }
         if (ic->tls || !s->tls_required)
-            buf_append_str(&ic->out, "<dialback xmlns='" NS_DIALBACK_FEATURE "'><errors/></dialback>");
+            buf_append_str(&ic->out, "<dialback xmlns='" NS_DIALBACK_FEATURE "'><errors/></dialback>"
+                                     "<sm xmlns='" NS_SM3 "'/>");
         buf_append_str(&ic->out, "</stream:features>");
     }
     flush(ic);
@@ -501,6 +529,8 @@ static xs_action on_element(void *ud, stanza *st)
         }
     } else if (el->ns && !strcmp(el->ns, NS_DIALBACK) && (!strcmp(el->name, "result") || !strcmp(el->name, "verify"))) {
         handle_dialback(ic, el);
+    } else if (el->ns && !strcmp(el->ns, NS_SM3)) {
+        handle_sm(ic, el);
     } else if (el->ns && !strcmp(el->ns, NS_SERVER) &&
                (!strcmp(el->name, "message") || !strcmp(el->name, "presence") || !strcmp(el->name, "iq"))) {
         if (s->tls_required && !ic->tls) in_error(ic, "policy-violation", "TLS is required");

@@ -52,6 +52,10 @@ static const config_key s2s_keys[] = {
     {"limits/rate-bytes", CFG_INT, 0, "bytes per second read from one incoming stream, 0 = no limit (default 1m)"},
     {"limits/max-connections", CFG_INT, 0, "incoming connections in all (default 10000)"},
     {"limits/pairs-per-stream", CFG_INT, 0, "domain pairs authorised on one incoming stream (default 1000)"},
+    {"limits/unacked-stanzas", CFG_INT, 0,
+     "stanzas kept per outgoing stream until the remote server acknowledges them, XEP-0198 (default 1000)"},
+    {"limits/retry-interval", CFG_INT, 0,
+     "milliseconds between reconnections for stanzas a lost stream did not get acknowledged (default 1000)"},
     {NULL, 0, 0, NULL},
 };
 
@@ -149,6 +153,9 @@ static void load_limits(s2s *s, const config *cfg)
     s->lim.rate_bytes = (size_t)positive(cfg, "limits/rate-bytes", 1024 * 1024);
     s->lim.max_incoming = (unsigned)positive(cfg, "limits/max-connections", 10000);
     s->lim.pairs_per_stream = (unsigned)positive(cfg, "limits/pairs-per-stream", 1000);
+    s->lim.unacked_max = (size_t)positive(cfg, "limits/unacked-stanzas", 1000);
+    s->lim.retry_ms = (uint64_t)positive(cfg, "limits/retry-interval", 1000);
+    if (s->lim.retry_ms < 10) s->lim.retry_ms = 10;
 }
 
 static int setup_tls(s2s *s, const config *cfg, char *err, size_t errlen)
@@ -217,8 +224,9 @@ static void on_stop_signal(void *ud)
     s->stopping = 1;
     listener_stop(s);
     uv_timer_stop(&s->sweep);
-    /* Bounce what waits while the router is still there. */
+    /* Bounce what waits while the router is still there, and tell the sm. */
     routes_shutdown(s);
+    custody_flush(s);
     in_close_all(s);
     out_close_all(s);
     if (s->open_conns == 0) on_conns_closed(s);
@@ -332,6 +340,7 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     s.loop = &loop;
+    custody_start(&s);
     int rc = 0;
     s.res = resolver_new(&s, config_str(cfg, "dns/nameserver", NULL), config_bool(cfg, "dns/direct-tls", 0), err,
                          sizeof err);
@@ -369,6 +378,7 @@ int main(int argc, char **argv)
         routes_shutdown(&s);
     }
     resolver_free(s.res);
+    custody_stop(&s);
     if (s.comp) component_free(s.comp);
     metrics_shutdown();
     process_loop_close(&loop);

@@ -3,7 +3,14 @@
  * per RFC 6125 when tls/verify is on, opportunistic otherwise), then
  * authenticate each domain pair with dialback (db:result) and carry the
  * db:verify requests of incoming streams. One stream per remote server
- * carries every domain pair that resolves to it. */
+ * carries every domain pair that resolves to it.
+ *
+ * Stream management (XEP-0198, without resumption) when the peer offers it:
+ * enabled once the first pair is authorised; each stanza is kept with its
+ * number until the peer's <a h/> covers it, then its sm hears that the
+ * remote server took it over (custody.c). A stream lost with stanzas not
+ * acknowledged puts them back at the head of their pairs' queues, to go
+ * again on a new stream (docs/sessions.md §7). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +24,7 @@
 
 static const conn_handler out_handler;
 static const xml_stream_handler out_xml_handler;
+static void out_error(out_conn *oc, const char *condition, const char *text);
 
 static char *xstrdup(const char *s)
 {
@@ -128,11 +136,142 @@ void out_send_verify(out_conn *oc, verify_req *vr)
     oc->last_used = uv_now(oc->s->loop);
 }
 
-void out_write_stanza(out_conn *oc, stanza *st)
+/* a <= b in sequence-number arithmetic (32 bits, wrapping). */
+static int seq_le(uint32_t a, uint32_t b) { return (int32_t)(a - b) <= 0; }
+
+void out_write_stanza(out_conn *oc, stanza *st, s2s_ticket *t)
 {
+    s2s *s = oc->s;
     stanza_write_as(&oc->out, st->root, NS_SERVER);
     write_buf(oc);
-    oc->last_used = uv_now(oc->s->loop);
+    oc->last_used = uv_now(s->loop);
+    if (!oc->sm_enabling && !oc->sm_on) {
+        /* A peer without stream management: written is all we can know. */
+        stanza_free(st);
+        if (t) ticket_confirm(s, t);
+        return;
+    }
+    oc->sm_sent++;
+    oc->r_due = 1;
+    custody_wake(s);
+    if (oc->unacked.count >= s->lim.unacked_max) {
+        if (!oc->over_limit_logged)
+            log_warn("s2s: conn %llu: %zu stanzas to %s not acknowledged; not keeping more (limits/unacked-stanzas)",
+                     oc->c ? (unsigned long long)conn_id(oc->c) : 0ULL, oc->unacked.count, oc->remote);
+        oc->over_limit_logged = 1;
+        stanza_free(st);
+        if (t) ticket_confirm(s, t);
+        return;
+    }
+    queue_push(&oc->unacked, st, t);
+    oc->unacked.tail->h = oc->sm_sent;
+}
+
+void out_sm_enable(out_conn *oc)
+{
+    if (!oc->sm_offered || oc->sm_enabling || oc->sm_on || !oc->c || oc->state != OC_READY) return;
+    buf_append_str(&oc->out, "<enable xmlns='" NS_SM3 "'/>");
+    write_buf(oc);
+    oc->sm_enabling = 1;
+    oc->sm_sent = 0;
+    oc->sm_acked = 0;
+    log_info("s2s: conn %llu: enabling stream management to %s", (unsigned long long)conn_id(oc->c), oc->remote);
+}
+
+void out_request_acks(s2s *s)
+{
+    for (out_conn *oc = s->outs; oc; oc = oc->next) {
+        if (!oc->r_due) continue;
+        oc->r_due = 0;
+        if (!oc->c || oc->state != OC_READY || (!oc->sm_enabling && !oc->sm_on)) continue;
+        buf_append_str(&oc->out, "<r xmlns='" NS_SM3 "'/>");
+        write_buf(oc);
+    }
+}
+
+/* Everything kept is taken over: the peer acknowledged it, or stream
+ * management failed and written is all we will know (upto 0: all). */
+static void release_unacked(out_conn *oc, uint32_t upto, int all)
+{
+    while (oc->unacked.head && (all || seq_le(oc->unacked.head->h, upto))) {
+        queued *n = queue_pop_item(&oc->unacked);
+        ticket_confirm(oc->s, &n->ticket);
+        stanza_free(n->st);
+        free(n);
+    }
+}
+
+static void handle_sm(out_conn *oc, const xnode *el)
+{
+    if (!strcmp(el->name, "enabled") && oc->sm_enabling) {
+        oc->sm_enabling = 0;
+        oc->sm_on = 1;
+        log_info("s2s: conn %llu: stream management on to %s", (unsigned long long)conn_id(oc->c), oc->remote);
+    } else if (!strcmp(el->name, "failed") && oc->sm_enabling) {
+        const xnode *cond = xnode_first_element(el);
+        log_notice("s2s: conn %llu: %s refused stream management (%s): written stanzas count as delivered",
+                   (unsigned long long)conn_id(oc->c), oc->remote, cond ? cond->name : "no reason");
+        oc->sm_enabling = 0;
+        release_unacked(oc, 0, 1);
+    } else if (!strcmp(el->name, "a") && (oc->sm_enabling || oc->sm_on)) {
+        const char *hs = xnode_attr(el, "h");
+        char *end = NULL;
+        unsigned long h = hs ? strtoul(hs, &end, 10) : 0;
+        if (!hs || !*hs || *end || h > 0xffffffffUL || !seq_le((uint32_t)h, oc->sm_sent) ||
+            !seq_le(oc->sm_acked, (uint32_t)h)) {
+            log_warn("s2s: conn %llu: %s acknowledged h='%s' (we sent %lu, it had acknowledged %lu)",
+                     (unsigned long long)conn_id(oc->c), oc->remote, hs ? hs : "", (unsigned long)oc->sm_sent,
+                     (unsigned long)oc->sm_acked);
+            out_error(oc, "undefined-condition", "bad stream management acknowledgement");
+            return;
+        }
+        oc->sm_acked = (uint32_t)h;
+        release_unacked(oc, oc->sm_acked, 0);
+    } else if (!strcmp(el->name, "r")) {
+        /* Nothing is received on our outgoing stream. */
+        buf_append_str(&oc->out, "<a xmlns='" NS_SM3 "' h='0'/>");
+        write_buf(oc);
+    } else {
+        log_info("s2s: conn %llu: ignoring stream management <%s/> from %s", (unsigned long long)conn_id(oc->c),
+                 el->name, oc->remote);
+    }
+}
+
+/* The stream is gone: what it never got acknowledged goes again on a new
+ * one (at least once: the peer may have taken it before it died). */
+static void requeue_unacked(out_conn *oc)
+{
+    s2s *s = oc->s;
+    if (!oc->unacked.count) return;
+    /* Reversed, so that pushing each to the front keeps the order. */
+    queued *rev = NULL, *n;
+    size_t count = oc->unacked.count;
+    while ((n = queue_pop_item(&oc->unacked)) != NULL) {
+        n->next = rev;
+        rev = n;
+    }
+    if (!s->stopping)
+        log_notice("s2s: %s lost the stream with %zu stanzas not acknowledged: sending them again", oc->remote,
+                   count);
+    while (rev) {
+        n = rev;
+        rev = n->next;
+        n->next = NULL;
+        char local[JID_DOMAIN_BUF], remote[JID_DOMAIN_BUF];
+        const char *from = xnode_attr(n->st->root, "from"), *to = xnode_attr(n->st->root, "to");
+        if (s->stopping || !from || !to || jid_domain_of(from, local, sizeof local) < 0 ||
+            jid_domain_of(to, remote, sizeof remote) < 0) {
+            /* Shutting down: the sm sends its copy to our successor. */
+            ticket_drop(&n->ticket);
+            stanza_free(n->st);
+            free(n);
+            continue;
+        }
+        route *rt = route_get(s, local, remote);
+        n->h = 0;
+        queue_push_front(&rt->q, n);
+        route_requeued(rt);
+    }
 }
 
 void out_close(out_conn *oc, const char *why)
@@ -179,7 +318,7 @@ void out_sweep_idle(s2s *s, uint64_t now)
     for (out_conn *oc = s->outs; oc; oc = oc->next) {
         if (oc->state != OC_READY || oc->sent) continue;
         if (now - oc->last_used < s->lim.idle_timeout_ms) continue;
-        int busy = 0;
+        int busy = oc->unacked.count > 0;
         for (route *rt = oc->routes; rt; rt = rt->oc_next)
             if (rt->state == RT_AUTH || rt->q.count || rt->verifies) busy = 1;
         if (!busy) out_close(oc, "idle");
@@ -288,6 +427,7 @@ static void on_close(conn *c, const char *reason)
         route_conn_lost(rt, cond);
         rt = next;
     }
+    requeue_unacked(oc);
     xml_stream_free(oc->xs);
     buf_free(&oc->out);
     free(oc->stream_id);
@@ -349,6 +489,7 @@ static void handle_features(out_conn *oc, const xnode *el)
 {
     s2s *s = oc->s;
     oc->tls_offered = xnode_child(el, "starttls", NS_XMPP_TLS) != NULL;
+    oc->sm_offered = xnode_child(el, "sm", NS_SM3) != NULL;
     oc->db_errors = 0;
     const xnode *db = xnode_child(el, "dialback", NS_DIALBACK_FEATURE);
     if (db && xnode_child(db, "errors", NULL)) oc->db_errors = 1;
@@ -450,6 +591,8 @@ static xs_action on_element(void *ud, stanza *st)
     case OC_READY:
         if (el->ns && !strcmp(el->ns, NS_DIALBACK) && (!strcmp(el->name, "result") || !strcmp(el->name, "verify"))) {
             handle_db_answer(oc, el);
+        } else if (el->ns && !strcmp(el->ns, NS_SM3)) {
+            handle_sm(oc, el);
         } else {
             /* Streams are one-way without XEP-0288: nothing else belongs here. */
             log_info("s2s: conn %llu: ignoring <%s/> from %s on our outgoing stream",

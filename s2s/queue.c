@@ -7,28 +7,38 @@
 #include "common/stanza_error.h"
 #include "s2s/s2s.h"
 
-void queue_push(stanza_queue *q, stanza *st)
+void queue_push(stanza_queue *q, stanza *st, s2s_ticket *t)
 {
-    queued *n = malloc(sizeof *n);
+    queued *n = calloc(1, sizeof *n);
     if (!n) abort();
-    n->next = NULL;
     n->st = st;
+    if (t) {
+        n->ticket = *t;
+        t->sm = NULL;
+    }
     if (q->tail) q->tail->next = n;
     else q->head = n;
     q->tail = n;
     q->count++;
 }
 
-stanza *queue_pop(stanza_queue *q)
+void queue_push_front(stanza_queue *q, queued *n)
+{
+    n->next = q->head;
+    q->head = n;
+    if (!q->tail) q->tail = n;
+    q->count++;
+}
+
+queued *queue_pop_item(stanza_queue *q)
 {
     queued *n = q->head;
     if (!n) return NULL;
     q->head = n->next;
     if (!q->head) q->tail = NULL;
     q->count--;
-    stanza *st = n->st;
-    free(n);
-    return st;
+    n->next = NULL;
+    return n;
 }
 
 void s2s_bounce(s2s *s, stanza *st, const char *condition, const char *text)
@@ -48,6 +58,10 @@ void s2s_bounce(s2s *s, stanza *st, const char *condition, const char *text)
 
 void queue_bounce_all(s2s *s, stanza_queue *q, const char *condition, const char *text)
 {
-    stanza *st;
-    while ((st = queue_pop(q)) != NULL) s2s_bounce(s, st, condition, text);
+    queued *n;
+    while ((n = queue_pop_item(q)) != NULL) {
+        s2s_bounce(s, n->st, condition, text);
+        ticket_confirm(s, &n->ticket);   /* a bounce is an answer too */
+        free(n);
+    }
 }

@@ -79,6 +79,56 @@ static void start_deadline(route *rt)
     uv_timer_start(rt->timer, deadline_cb, rt->s->lim.connect_timeout_ms, 0);
 }
 
+/* ---- retrying (stanzas a lost stream never got acknowledged) ---- */
+
+static void route_connect(route *rt);
+
+static void stop_retry(route *rt)
+{
+    if (rt->retry_timer) {
+        uv_timer_stop(rt->retry_timer);
+        rt->retry_timer->data = NULL;
+        uv_close((uv_handle_t *)rt->retry_timer, timer_closed);
+        rt->retry_timer = NULL;
+    }
+}
+
+static void retry_cb(uv_timer_t *t)
+{
+    route *rt = t->data;
+    if (!rt || rt->state != RT_RETRY) return;
+    stop_retry(rt);
+    rt->state = RT_IDLE;
+    log_info("s2s: %s -> %s: connecting again for %zu stanzas", rt->local, rt->remote, rt->q.count);
+    route_connect(rt);
+}
+
+/* Every target failed but the deadline is still running: the peer may be
+ * restarting (the stream was lost with stanzas in flight), so try again. */
+static void schedule_retry(route *rt)
+{
+    rt->state = RT_RETRY;
+    if (rt->retry_timer) return;
+    rt->retry_timer = malloc(sizeof *rt->retry_timer);
+    if (!rt->retry_timer) abort();
+    uv_timer_init(rt->s->loop, rt->retry_timer);
+    rt->retry_timer->data = rt;
+    uv_timer_start(rt->retry_timer, retry_cb, rt->s->lim.retry_ms, 0);
+}
+
+void route_requeued(route *rt)
+{
+    rt->retry = 1;
+    rt->want_auth = 1;
+    if (rt->state == RT_IDLE) {
+        route_connect(rt);
+        return;
+    }
+    start_deadline(rt);
+    /* Attached to a ready stream for verifications only: authenticate now. */
+    if (rt->state == RT_CONNECTING && rt->oc && rt->oc->state == OC_READY) route_conn_ready(rt);
+}
+
 /* ---- failure ---- */
 
 static void fail_verifies(verify_req **list, const char *condition)
@@ -101,6 +151,8 @@ static void route_fail(route *rt, const char *condition, const char *text)
         rt->rq = NULL;
     }
     stop_deadline(rt);
+    stop_retry(rt);
+    rt->retry = 0;
     free(rt->targets);
     rt->targets = NULL;
     rt->ntargets = rt->next_target = 0;
@@ -133,6 +185,12 @@ static void try_next_target(route *rt)
         if (out_open(s, rt, t)) return;
     }
     const char *cond = rt->fail_condition ? rt->fail_condition : "remote-server-not-found";
+    if (rt->retry && rt->timer && rt->q.count) {
+        log_notice("s2s: %s -> %s: no server could be reached (%s); trying again in %llu ms", rt->local, rt->remote,
+                   cond, (unsigned long long)s->lim.retry_ms);
+        schedule_retry(rt);
+        return;
+    }
     log_notice("s2s: %s -> %s: no server could be reached (%s)", rt->local, rt->remote, cond);
     route_fail(rt, cond, "the remote server could not be reached");
 }
@@ -176,20 +234,20 @@ static void route_connect(route *rt)
 
 /* ---- events ---- */
 
-void route_send(route *rt, stanza *st)
+void route_send(route *rt, stanza *st, s2s_ticket *t)
 {
     s2s *s = rt->s;
     if (rt->state == RT_VALID && rt->oc) {
-        out_write_stanza(rt->oc, st);
-        stanza_free(st);
+        out_write_stanza(rt->oc, st, t);
         return;
     }
     if (rt->q.count >= s->lim.queue_max) {
         log_warn("s2s: %s -> %s: %zu stanzas already waiting; bouncing", rt->local, rt->remote, rt->q.count);
         s2s_bounce(s, st, "resource-constraint", "too many stanzas waiting for the remote server");
+        if (t) ticket_confirm(s, t);
         return;
     }
-    queue_push(&rt->q, st);
+    queue_push(&rt->q, st, t);
     rt->want_auth = 1;
     switch (rt->state) {
     case RT_IDLE:
@@ -244,14 +302,16 @@ void route_dialback_result(route *rt, const char *type, const char *condition)
         log_notice("s2s: %s -> %s: authorised by dialback on %s", rt->local, rt->remote,
                    rt->oc ? rt->oc->addr : "?");
         rt->state = RT_VALID;
+        rt->retry = 0;
         stop_deadline(rt);
         free(rt->targets);
         rt->targets = NULL;
         rt->ntargets = rt->next_target = 0;
-        stanza *st;
-        while (rt->oc && (st = queue_pop(&rt->q)) != NULL) {
-            out_write_stanza(rt->oc, st);
-            stanza_free(st);
+        if (rt->oc) out_sm_enable(rt->oc);   /* before the stanzas, so that they are counted */
+        queued *n;
+        while (rt->oc && (n = queue_pop_item(&rt->q)) != NULL) {
+            out_write_stanza(rt->oc, n->st, &n->ticket);
+            free(n);
         }
         return;
     }
@@ -302,6 +362,7 @@ static void route_free(route *rt)
 {
     if (rt->rq) resolver_cancel(rt->rq);
     stop_deadline(rt);
+    stop_retry(rt);
     free(rt->targets);
     free(rt->mem);
     free(rt);

@@ -14,6 +14,8 @@
  *   dialback_element.c  db:result/db:verify elements, read and written
  *   resolve.c      DNS (c-ares on the loop) and the static host map
  *   stanza_io.c    writing stanzas into another stream namespace, domains
+ *   custody.c      telling the sm which of its messages a remote server
+ *                  acknowledged (XEP-0198 on our streams, docs/sessions.md §7)
  *
  * Words: a *route* is one domain pair we send on (local -> remote); an
  * out_conn is one outgoing TCP connection, which carries any number of
@@ -37,6 +39,8 @@
 #include "s2s/dialback_element.h"
 
 #define NS_DIALBACK_FEATURE "urn:xmpp:features:dialback"
+#define NS_SM3 "urn:xmpp:sm:3"
+#define NS_SB_SESSION_S2S "urn:switchboard:session"   /* the sm's control namespace */
 #define S2S_DEFAULT_PORT 5269
 #define JID_DOMAIN_BUF (JID_PART_MAX + 1)
 
@@ -66,6 +70,8 @@ typedef struct s2s_limits {
     size_t rate_bytes;            /* bytes/s per incoming stream, 0 = unlimited (default 1 MiB) */
     unsigned max_incoming;        /* incoming connections in all (default 10000) */
     unsigned pairs_per_stream;    /* domain pairs on one incoming stream (default 1000) */
+    size_t unacked_max;           /* stanzas kept per outgoing stream until the peer acks (default 1000) */
+    uint64_t retry_ms;            /* pause between reconnections for stanzas that must go again (default 1 s) */
 } s2s_limits;
 
 /* ---- DNS (resolve.c) ---- */
@@ -92,9 +98,18 @@ void target_key(const s2s_target *t, char *out, size_t outlen);
 
 /* ---- queues (queue.c) ---- */
 
+/* Who waits to hear that a stanza was taken over: the sm that sent it in a
+ * route envelope with s2s-seq (docs/sessions.md §7). sm NULL: nobody. */
+typedef struct s2s_ticket {
+    char *sm;
+    unsigned long long seq;
+} s2s_ticket;
+
 typedef struct queued {
     struct queued *next;
     stanza *st;
+    s2s_ticket ticket;
+    uint32_t h;                   /* in an out_conn's unacked list: its XEP-0198 number */
 } queued;
 
 typedef struct stanza_queue {
@@ -102,8 +117,10 @@ typedef struct stanza_queue {
     size_t count;
 } stanza_queue;
 
-void queue_push(stanza_queue *q, stanza *st);
-stanza *queue_pop(stanza_queue *q);
+/* Takes st and the ticket (t may be NULL). */
+void queue_push(stanza_queue *q, stanza *st, s2s_ticket *t);
+void queue_push_front(stanza_queue *q, queued *n);
+queued *queue_pop_item(stanza_queue *q);
 /* Bounce every stanza with condition (to the router) and empty the queue. */
 void queue_bounce_all(s2s *s, stanza_queue *q, const char *condition, const char *text);
 /* Bounce one stanza (or drop it with a log line when it may not be bounced); frees st. */
@@ -117,6 +134,7 @@ typedef enum {
     RT_CONNECTING,    /* attached to an out_conn that is not ready yet */
     RT_AUTH,          /* db:result sent, waiting for the answer */
     RT_VALID,         /* we may send stanzas */
+    RT_RETRY,         /* every target failed; connecting again after limits/retry-interval */
 } route_state;
 
 struct route {
@@ -133,13 +151,19 @@ struct route {
     stanza_queue q;
     verify_req *verifies;         /* db:verify to send once the stream is ready */
     uv_timer_t *timer;            /* connect deadline */
+    uv_timer_t *retry_timer;      /* RT_RETRY: the pause before connecting again */
+    int retry;                    /* holds stanzas a lost stream never got acknowledged: retry until the deadline */
     char *mem;
 };
 
 /* The pair, created when missing. */
 route *route_get(s2s *s, const char *local, const char *remote);
-/* A stanza from the router for a remote domain: send, or queue and connect. */
-void route_send(route *rt, stanza *st);
+/* A stanza from the router for a remote domain: send, or queue and connect.
+ * Takes st and the ticket (t may be NULL). */
+void route_send(route *rt, stanza *st, s2s_ticket *t);
+/* Stanzas a lost stream never got acknowledged are back at the head of the
+ * queue: connect again, retrying until limits/connect-timeout. */
+void route_requeued(route *rt);
 /* Ask for a db:verify to the authoritative server of rt->remote. */
 void route_add_verify(route *rt, verify_req *vr);
 /* Called by out.c. */
@@ -178,6 +202,11 @@ struct out_conn {
     route *routes;
     verify_req *sent;             /* db:verify sent, waiting for answers */
     uint64_t last_used;
+    /* XEP-0198 (no resumption): enabled after the first pair is authorised */
+    unsigned sm_offered : 1, sm_enabling : 1, sm_on : 1, r_due : 1, over_limit_logged : 1;
+    uint32_t sm_sent;             /* stanzas sent since <enable/> (mod 2^32) */
+    uint32_t sm_acked;            /* the peer's latest h */
+    stanza_queue unacked;         /* kept until acked: requeued if the stream is lost */
     buf out;
 };
 
@@ -189,8 +218,12 @@ void out_attach(out_conn *oc, route *rt);
 void out_detach(out_conn *oc, route *rt);
 void out_send_result(out_conn *oc, route *rt);
 void out_send_verify(out_conn *oc, verify_req *vr);
-/* Write a stanza for a valid pair. */
-void out_write_stanza(out_conn *oc, stanza *st);
+/* Write a stanza for a valid pair. Takes st and the ticket (t may be NULL). */
+void out_write_stanza(out_conn *oc, stanza *st, s2s_ticket *t);
+/* A pair was authorised on oc: ask for stream management if offered. */
+void out_sm_enable(out_conn *oc);
+/* Send the <r/> due on the streams that wrote stanzas (once per loop turn). */
+void out_request_acks(s2s *s);
 void out_close(out_conn *oc, const char *why);
 void out_close_all(s2s *s);
 void out_sweep_idle(s2s *s, uint64_t now);
@@ -205,7 +238,8 @@ struct in_conn {
     char id[17];
     char *from, *to;              /* of the peer's header */
     char *counted;                /* remote domain counted against conns_per_domain */
-    unsigned header : 1, version1 : 1, tls : 1, starting_tls : 1, closing : 1, db_errors : 1;
+    unsigned header : 1, version1 : 1, tls : 1, starting_tls : 1, closing : 1, db_errors : 1, sm_on : 1;
+    uint32_t sm_handled;          /* XEP-0198 h: stanzas handed to the router (or bounced) */
     char **pairs;                 /* authorised "remote local" */
     size_t npairs, cappairs;
     verify_req *verifies;         /* our db:verify requests on behalf of this stream */
@@ -251,6 +285,27 @@ void stanza_write_as(buf *out, xnode *el, const char *target_ns);
 /* Stream headers. */
 void stream_header_write(buf *out, const char *from, const char *to, const char *id, int version1);
 
+/* ---- confirmations to the sm (custody.c) ---- */
+
+/* The stanza is taken over (acknowledged by the remote server, written to a
+ * peer without stream management, or bounced): tell its sm, batched once
+ * per loop turn. Empties the ticket; nothing for an empty one. */
+void ticket_confirm(s2s *s, s2s_ticket *t);
+void ticket_drop(s2s_ticket *t);
+/* Run the once-per-loop-turn work (confirmations, due <r/>) soon. */
+void custody_wake(s2s *s);
+/* Send the due confirmations now (stopping: the router link goes next). */
+void custody_flush(s2s *s);
+/* A route envelope from the router (an sm's message with s2s-seq, or our
+ * own confirmations bounced back). Takes env. */
+void custody_route(s2s *s, stanza *env);
+/* The router link is ready / a name came or went. */
+void custody_link_ready(s2s *s);
+void custody_link_lost(s2s *s);
+void custody_name(s2s *s, const char *name, int online);
+void custody_start(s2s *s);
+void custody_stop(s2s *s);
+
 /* ---- the process ---- */
 
 struct s2s {
@@ -279,6 +334,13 @@ struct s2s {
     void (*on_conns_closed)(s2s *s);
     buf scratch;                  /* serialising for the router */
     buf keybuf;                   /* route map keys */
+    /* custody.c */
+    char instance[17];            /* random per start: tells the sm we are a new process */
+    strmap names_online;          /* names announced by the router */
+    s2s_ticket *confirms;         /* due to the sms */
+    size_t nconfirms, capconfirms;
+    uv_check_t confirm_check;     /* sends them, and the due <r/>, once per loop turn */
+    int custody_on;
 };
 
 int s2s_is_local(const s2s *s, const char *domain);
@@ -290,6 +352,9 @@ void s2s_conn_gone(s2s *s);
 int router_link_start(s2s *s, const char *name, const char *secret, const char *host, int port);
 /* A stanza from a remote server, to the router. Returns 0 or -1 (router down). */
 int router_link_deliver(s2s *s, xnode *el);
+/* A stanza for a remote domain (from the router, plain or out of an sm's
+ * envelope): checks, then the domain pair. Takes st and the ticket. */
+void router_link_outbound(s2s *s, stanza *st, s2s_ticket *t);
 /* Send an element we built (bounces). */
 int router_link_send(s2s *s, const xnode *el);
 int router_link_ready(const s2s *s);

@@ -44,6 +44,7 @@ static int wants_offline_event(const xnode *msg)
 typedef struct store_ctx {
     sm_user *u;
     stanza *st;
+    uint64_t write;             /* sm_user_write_begin's token */
 } store_ctx;
 
 static void on_stored(void *ud, storage_status status)
@@ -80,8 +81,9 @@ static void on_stored(void *ud, storage_status status)
         c->st = NULL;
     }
     if (c->st) stanza_free(c->st);
+    uint64_t write = c->write;
     free(c);
-    sm_user_release(u);
+    sm_user_write_end(u, write);
 }
 
 void offline_store_message(sm_user *u, stanza *st)
@@ -112,7 +114,10 @@ void offline_store_message(sm_user *u, stanza *st)
     if (!c || !data) abort();
     c->u = u;
     c->st = st;
-    sm_user_hold(u);
+    /* Pipelined: the user's next stanzas need not wait for the commit (they
+     * are stored after this one, on the same connection), only the
+     * confirmation to the sender does (docs/sessions.md §7). */
+    c->write = sm_user_write_begin(u);
     offline_store(s->db, u->domain, u->node, data, strlen(data), expire_at, s->limits.offline_quota, on_stored, c);
     free(data);
 }

@@ -41,6 +41,11 @@ static sm_session *session_find(sm *s, const char *sm_id);
 static void send_control(sm *s, const char *c2s, const char *domain, const char *c2s_id, const char *sm_id,
                          const char *action, const char *jid, const char *attr, const char *value);
 static void sm_send_confirmations(uv_check_t *h);
+/* messages to remote domains (at the end of this file) */
+static int remote_send_held(sm *s, stanza *st, const char *to_domain);
+static int remote_route(sm *s, stanza *env);
+static void remote_name(sm *s, const char *name, int online);
+static void remote_free(sm *s);
 
 time_t sm_now(void) { return time(NULL); }
 
@@ -68,10 +73,27 @@ int sm_is_local(const sm *s, const char *domain)
     return 0;
 }
 
+/* v in decimal at out (room for 21 bytes), NUL-terminated; returns the
+ * length. The per-message paths format numbers with this, not printf. */
+static size_t u64_dec(char *out, uint64_t v)
+{
+    char rev[20];
+    size_t n = 0;
+    do {
+        rev[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++) out[i] = rev[n - 1 - i];
+    out[n] = 0;
+    return n;
+}
+
 const char *sm_new_id(sm *s)
 {
     static char id[32];
-    snprintf(id, sizeof id, "sm%" PRIu64, ++s->next_id);
+    id[0] = 's';
+    id[1] = 'm';
+    u64_dec(id + 2, ++s->next_id);
     return id;
 }
 
@@ -130,7 +152,13 @@ static void send_route(sm *s, const char *to, const char *from, const char *c2s_
         xml_escape_attr(&o, sm_id, strlen(sm_id));
         buf_append_str(&o, "'");
     }
-    if (seq) buf_printf(&o, " seq='%" PRIu32 "'", seq);
+    if (seq) {
+        char v[24];
+        size_t n = u64_dec(v, seq);
+        buf_append_str(&o, " seq='");
+        buf_append(&o, v, n);
+        buf_append_str(&o, "'");
+    }
     buf_append_str(&o, ">");
     if (inner_raw) buf_append_str(&o, inner_raw);
     if (inner) xml_write(&o, inner, NS_SB_ROUTER);
@@ -249,7 +277,7 @@ static void confirm_release(sm *s, sm_confirm *c)
 {
     if (!c || --c->refs > 0) return;
     char id[24];
-    snprintf(id, sizeof id, "%" PRIu64, c->sess_id);
+    u64_dec(id, c->sess_id);
     sm_session *sess = session_find(s, id);
     if (sess) {
         for (size_t i = 0; i < sess->ninflight; i++)
@@ -269,25 +297,65 @@ static void confirm_release(sm *s, sm_confirm *c)
 }
 
 /* Work of the user is done with its confirmation once the user is idle
- * (a storage request it started, e.g. an offline store, has committed). */
+ * (a storage request it started that holds the queue has completed) and
+ * every pipelined write started so far, e.g. an offline store, has
+ * committed. */
 static void user_defer_confirm(sm_user *u, sm_confirm *c)
 {
     if (u->ndone == u->capdone) {
         size_t cap = u->capdone ? u->capdone * 2 : 8;
-        sm_confirm **d = realloc(u->done, cap * sizeof *d);
+        sm_deferred *d = realloc(u->done, cap * sizeof *d);
         if (!d) abort();
         u->done = d;
         u->capdone = cap;
     }
-    u->done[u->ndone++] = c;
+    u->done[u->ndone++] = (sm_deferred){c, u->writes_started};
 }
 
-static void user_release_confirms(sm_user *u)
+/* Every write up to this token has completed. */
+static uint64_t writes_completed(const sm_user *u) { return u->nwrites ? u->writes[0] - 1 : u->writes_started; }
+
+/* Release the deferred confirmations that nothing waits for any more, oldest
+ * first (their tokens only grow). all: every one (the user is freed). */
+static void user_release_confirms_upto(sm_user *u, int all)
 {
-    if (u->busy || !u->ndone) return;
-    size_t n = u->ndone;
-    u->ndone = 0;
-    for (size_t i = 0; i < n; i++) confirm_release(u->sm, u->done[i]);
+    if (!u->ndone || (!all && u->busy)) return;
+    uint64_t completed = writes_completed(u);
+    size_t n = 0;
+    while (n < u->ndone && (all || u->done[n].after <= completed)) n++;
+    if (!n) return;
+    /* confirm_release only marks 'handled' as due: nothing comes back into u->done. */
+    for (size_t i = 0; i < n; i++) confirm_release(u->sm, u->done[i].c);
+    memmove(u->done, u->done + n, (u->ndone - n) * sizeof *u->done);
+    u->ndone -= n;
+}
+
+static void user_release_confirms(sm_user *u) { user_release_confirms_upto(u, 0); }
+
+uint64_t sm_user_write_begin(sm_user *u)
+{
+    if (u->nwrites == u->capwrites) {
+        size_t cap = u->capwrites ? u->capwrites * 2 : 8;
+        uint64_t *w = realloc(u->writes, cap * sizeof *w);
+        if (!w) abort();
+        u->writes = w;
+        u->capwrites = cap;
+    }
+    u->writes[u->nwrites++] = ++u->writes_started;
+    return u->writes_started;
+}
+
+void sm_user_write_end(sm_user *u, uint64_t token)
+{
+    /* Usually the oldest: the storage completes one user's requests in order. */
+    for (size_t i = 0; i < u->nwrites; i++)
+        if (u->writes[i] == token) {
+            memmove(u->writes + i, u->writes + i + 1, (u->nwrites - i - 1) * sizeof *u->writes);
+            u->nwrites--;
+            break;
+        }
+    user_release_confirms(u);
+    user_run(u);
 }
 
 static void sm_send_confirmations(uv_check_t *h)
@@ -296,13 +364,13 @@ static void sm_send_confirmations(uv_check_t *h)
     uv_check_stop(h);
     for (size_t i = 0; i < s->nconfirm_due; i++) {
         char id[24];
-        snprintf(id, sizeof id, "%" PRIu64, s->confirm_due[i]);
+        u64_dec(id, s->confirm_due[i]);
         sm_session *sess = session_find(s, id);
         if (!sess || !sess->handled_due) continue;
         sess->handled_due = 0;
         if (s->stopping) continue;
-        char v[16];
-        snprintf(v, sizeof v, "%" PRIu32, sess->handled);
+        char v[24];
+        u64_dec(v, sess->handled);
         send_control(s, sess->c2s, session_domain(sess), sess->c2s_id, sess->id_str, "handled", NULL, "seq", v);
     }
     s->nconfirm_due = 0;
@@ -344,7 +412,9 @@ static void send_control(sm *s, const char *c2s, const char *domain, const char 
         buf_append_str(&in, "'");
     }
     if (attr && value) {
-        buf_printf(&in, " %s='", attr);
+        buf_append_str(&in, " ");
+        buf_append_str(&in, attr);
+        buf_append_str(&in, "='");
         xml_escape_attr(&in, value, strlen(value));
         buf_append_str(&in, "'");
     }
@@ -510,8 +580,9 @@ static void user_free(sm_user *u)
         w = n;
     }
     u->busy = 0;
-    user_release_confirms(u);
+    user_release_confirms_upto(u, 1);
     free(u->done);
+    free(u->writes);
     roster_clear(u);
     strmap_free(&u->roster);
     free(u->bare);
@@ -522,7 +593,7 @@ static void user_free(sm_user *u)
 
 static void user_maybe_free(sm_user *u)
 {
-    if (u->sessions || u->qhead || u->busy || u->running || u->state == USER_LOADING) return;
+    if (u->sessions || u->qhead || u->busy || u->nwrites || u->running || u->state == USER_LOADING) return;
     strmap_del(&u->sm->users, u->bare);
     log_debug("user %s unloaded", u->bare);
     user_free(u);
@@ -575,7 +646,14 @@ static void on_roster_loaded(void *ud, storage_status st, const roster_row *rows
 static sm_user *user_get(sm *s, const char *node, const char *domain, int create)
 {
     char bare[2 * JID_PART_MAX + 4];
-    snprintf(bare, sizeof bare, "%s@%s", node, domain);
+    /* Parts of a parsed JID fit (JID_PART_MAX each); clamped all the same. */
+    size_t ln = strlen(node), ld = strlen(domain);
+    if (ln > JID_PART_MAX) ln = JID_PART_MAX;
+    if (ld > JID_PART_MAX) ld = JID_PART_MAX;
+    memcpy(bare, node, ln);
+    bare[ln] = '@';
+    memcpy(bare + ln + 1, domain, ld);
+    bare[ln + 1 + ld] = 0;
     sm_user *u = strmap_get(&s->users, bare);
     if (u || !create || s->stopping) return u;
     u = xcalloc(1, sizeof *u);
@@ -618,8 +696,9 @@ static void user_enqueue(sm_user *u, sm_work *w)
         w->confirm = cur;
         cur->refs++;
     }
-    if (u->qlen >= u->sm->limits.max_queue && w->kind != W_END && w->kind != W_REMOVED) {
-        log_warn("user %s: %zu stanzas waiting; refusing more", u->bare, u->qlen);
+    /* Stanzas being stored count as waiting: they are still in the sm's care. */
+    if (u->qlen + u->nwrites >= u->sm->limits.max_queue && w->kind != W_END && w->kind != W_REMOVED) {
+        log_warn("user %s: %zu stanzas waiting, %zu being stored; refusing more", u->bare, u->qlen, u->nwrites);
         reject_work(u->sm, w, "resource-constraint");
         return;
     }
@@ -894,11 +973,24 @@ static void process_work(sm_user *u, sm_work *w)
     s->cur_confirm = saved;
 }
 
+/* Whether w may be processed now. A stanza for the user may pass pipelined
+ * writes in flight (it is stored after them, or delivered: nothing of it
+ * depends on them), unless the storage is crowded (then each user has one
+ * write in flight, which wakes it up when it completes); the session's own
+ * work (initial presence fetches the offline messages), starts and ends
+ * wait until the writes have committed. */
+static int may_run(const sm_user *u, const sm_work *w)
+{
+    if (u->busy || u->state == USER_LOADING) return 0;
+    if (!u->nwrites) return 1;
+    return w->kind == W_IN && u->sm->db && !storage_crowded(u->sm->db);
+}
+
 static void user_run(sm_user *u)
 {
     if (u->running) return;
     u->running = 1;
-    while (u->busy == 0 && u->qhead && u->state != USER_LOADING) {
+    while (u->qhead && may_run(u, u->qhead)) {
         sm_work *w = u->qhead;
         u->qhead = w->next;
         if (!u->qhead) u->qtail = NULL;
@@ -998,6 +1090,10 @@ void sm_route(sm *s, stanza *st)
         return;
     }
     if (!sm_is_local(s, j.domain)) {
+        if (remote_send_held(s, st, j.domain)) {
+            jid_free(&j);
+            return;
+        }
         /* Out through the router: s2s, another component, or a bounce. */
         sm_stanza_set_ns(el, NS_CLIENT, NS_COMPONENT);
         if (component_send(s->comp, el) < 0) {
@@ -1168,6 +1264,7 @@ static void handle_session_control(sm *s, const xnode *route, const xnode *ctl)
 
 static void handle_route(sm *s, stanza *env)
 {
+    if (remote_route(s, env)) return;
     xnode *route = env->root;
     const char *type = xnode_attr(route, "type");
     const char *c2s = xnode_attr(route, "from");
@@ -1302,6 +1399,7 @@ static void on_name(component *c, const char *name, int online, void *ud)
 {
     (void)c;
     sm *s = ud;
+    remote_name(s, name, online);
     if (online) return;
     if (strmap_count(&s->sessions)) log_info("%s went offline: ending its sessions", name);
     end_sessions_where(s, name, NULL, 0);
@@ -1318,6 +1416,7 @@ static void on_ready(component *c, void *ud)
 static void on_lost(component *c, const char *reason, void *ud)
 {
     sm *s = ud;
+    s->s2s_ready = 0;   /* until s2s says hello again (docs/sessions.md §7) */
     log_warn("sm %s: lost the router (%s); ending %zu sessions", component_name(c), reason ? reason : "?",
              strmap_count(&s->sessions));
     /* c2s closes its sessions when the sm's names go offline. Each c2s may
@@ -1332,7 +1431,10 @@ static void on_bind_failed(component *c, const char *name, const char *condition
     log_error("cannot serve domain %s: the router refused the bind (%s)", name, condition);
 }
 
-const component_handler sm_component_handler = {on_ready, on_lost, on_stanza, on_name, on_bind_failed};
+const component_handler sm_component_handler = {
+    .on_ready = on_ready, .on_lost = on_lost, .on_stanza = on_stanza, .on_name = on_name,
+    .on_bind_failed = on_bind_failed,
+};
 
 /* ---- life cycle ---- */
 
@@ -1411,6 +1513,7 @@ void sm_shutdown(sm *s)
 
 void sm_free(sm *s)
 {
+    remote_free(s);
     /* The modules forget their users while they are still there. They may
      * change the user table meanwhile, so walk a copy of it. */
     size_t nusers = strmap_count(&s->users), k = 0, upos = 0;
@@ -1449,7 +1552,8 @@ void sm_free(sm *s)
     pos = 0;
     while (strmap_next(&s->users, &pos, &key, &val)) {
         sm_user *u = val;
-        if (u->busy) log_warn("user %s: freed with %d requests in flight", u->bare, u->busy);
+        if (u->busy || u->nwrites)
+            log_warn("user %s: freed with %d requests and %zu writes in flight", u->bare, u->busy, u->nwrites);
         user_free(u);
     }
     strmap_free(&s->users);
@@ -1463,4 +1567,180 @@ void sm_free(sm *s)
         uv_close((uv_handle_t *)&s->park_timer, NULL);
         s->handles_on = 0;
     }
+}
+
+/* ---- messages to remote domains (docs/sessions.md §7) ----
+ *
+ * A client's message to a remote domain stays unconfirmed (no 'handled'
+ * for it, so no <a/> to the client) until s2s says the remote server has
+ * it. The sm sends it to s2s in an envelope with an s2s-seq and keeps a
+ * copy; s2s answers <s2s action='confirmed' seqs='…'/>. A new s2s process
+ * (its hello names a new instance) gets every unconfirmed copy again. */
+
+struct sm_remote {
+    sm_remote *prev, *next;
+    uint64_t seq;
+    int unsent;                 /* the router bounced it: no s2s has seen it */
+    sm_confirm *confirm;        /* the client stanza it belongs to */
+    char from_domain[JID_PART_MAX + 1];
+    size_t len;
+    char data[];                /* the stanza, as it goes in the envelope */
+};
+
+static void remote_transmit(sm *s, sm_remote *r)
+{
+    buf o = BUF_INIT;
+    buf_append_str(&o, "<route xmlns='" NS_SB_ROUTER "' to='");
+    xml_escape_attr(&o, s->s2s_name, strlen(s->s2s_name));
+    buf_append_str(&o, "' from='");
+    xml_escape_attr(&o, r->from_domain, strlen(r->from_domain));
+    buf_printf(&o, "' s2s-seq='%" PRIu64 "'>", r->seq);
+    buf_append(&o, r->data, r->len);
+    buf_append_str(&o, "</route>");
+    r->unsent = component_send_raw(s->comp, o.data, o.len) < 0;
+    buf_free(&o);
+}
+
+static void remote_unlink(sm *s, sm_remote *r)
+{
+    char key[24];
+    snprintf(key, sizeof key, "%" PRIu64, r->seq);
+    strmap_del(&s->remote_by_seq, key);
+    if (r->prev) r->prev->next = r->next;
+    else s->remote_head = r->next;
+    if (r->next) r->next->prev = r->prev;
+    else s->remote_tail = r->prev;
+}
+
+/* 1 when it took st: a message of a client stanza (it carries its
+ * confirmation) to a remote domain, with an s2s that said hello. Anything
+ * else goes out plain: confirmed once written to the router. */
+static int remote_send_held(sm *s, stanza *st, const char *to_domain)
+{
+    xnode *el = st->root;
+    if (!s->s2s_ready || !s->cur_confirm || !is_custody_message(el) || strmap_get(&s->router_names, to_domain))
+        return 0;
+    const char *from = xnode_attr(el, "from");
+    char from_domain[JID_PART_MAX + 1];
+    if (!from || jid_domain_of(from, from_domain, sizeof from_domain) < 0 || !sm_is_local(s, from_domain)) return 0;
+    buf b = BUF_INIT;
+    xml_write(&b, el, NS_SB_ROUTER);
+    sm_remote *r = xcalloc(1, sizeof *r + b.len);
+    memcpy(r->data, b.data, b.len);
+    r->len = b.len;
+    buf_free(&b);
+    memcpy(r->from_domain, from_domain, strlen(from_domain) + 1);
+    /* Unique per process, so that a surviving s2s's confirmations for our
+     * predecessor's messages cannot match ours. */
+    if (!s->remote_seq) s->remote_seq = s->session_id_base;
+    r->seq = ++s->remote_seq;
+    r->confirm = s->cur_confirm;
+    r->confirm->refs++;
+    r->prev = s->remote_tail;
+    if (s->remote_tail) s->remote_tail->next = r;
+    else s->remote_head = r;
+    s->remote_tail = r;
+    char key[24];
+    snprintf(key, sizeof key, "%" PRIu64, r->seq);
+    strmap_put(&s->remote_by_seq, key, r);
+    remote_transmit(s, r);
+    stanza_free(st);
+    return 1;
+}
+
+static void remote_confirmed(sm *s, const char *seqs)
+{
+    const char *p = seqs;
+    size_t n = 0;
+    while (p && *p) {
+        char *end;
+        unsigned long long v = strtoull(p, &end, 10);
+        if (end == p) break;
+        p = end;
+        char key[24];
+        snprintf(key, sizeof key, "%llu", v);
+        sm_remote *r = strmap_get(&s->remote_by_seq, key);
+        if (!r) continue;   /* sent twice (a new s2s) and confirmed twice */
+        remote_unlink(s, r);
+        confirm_release(s, r->confirm);
+        free(r);
+        n++;
+    }
+    log_debug("s2s confirmed %zu messages to remote domains", n);
+}
+
+static void remote_hello(sm *s, const char *from, const char *instance)
+{
+    int fresh = !s->s2s_name || strcmp(s->s2s_name, from) || !s->s2s_instance || strcmp(s->s2s_instance, instance);
+    if (fresh) {
+        free(s->s2s_name);
+        free(s->s2s_instance);
+        s->s2s_name = xstrdup(from);
+        s->s2s_instance = xstrdup(instance);
+    }
+    s->s2s_ready = 1;
+    size_t n = 0;
+    for (sm_remote *r = s->remote_head; r; r = r->next)
+        if (fresh || r->unsent) {
+            remote_transmit(s, r);
+            n++;
+        }
+    log_notice("s2s %s (instance %s) is there%s; %zu unconfirmed messages to remote domains sent again", from,
+               instance, fresh ? ", a new process" : "", n);
+}
+
+/* 1 when env was about messages to remote domains (and is consumed). */
+static int remote_route(sm *s, stanza *env)
+{
+    xnode *route = env->root;
+    const char *from = xnode_attr(route, "from");
+    const char *type = xnode_attr(route, "type");
+    const char *seq = xnode_attr(route, "s2s-seq");
+    xnode *child = xnode_first_element(route);
+    if (seq && type && !strcmp(type, "error")) {
+        /* The router bounced it: s2s is gone. Its copy goes to the next one. */
+        sm_remote *r = strmap_get(&s->remote_by_seq, seq);
+        if (r) r->unsent = 1;
+        if (s->s2s_name && from && !strcmp(from, s->s2s_name)) s->s2s_ready = 0;
+        log_info("message %s to a remote domain bounced by the router: kept for the next s2s", seq);
+        stanza_free(env);
+        return 1;
+    }
+    if (!child || !from || !xnode_is(child, "s2s", NS_SB_SESSION) || (type && !strcmp(type, "error"))) return 0;
+    const char *action = xnode_attr(child, "action");
+    if (action && !strcmp(action, "confirmed")) {
+        if (s->s2s_name && !strcmp(from, s->s2s_name)) remote_confirmed(s, xnode_attr(child, "seqs"));
+        else log_info("confirmations from %s, which is not our s2s: ignored", from);
+    } else if (action && !strcmp(action, "hello") && xnode_attr(child, "instance")) {
+        remote_hello(s, from, xnode_attr(child, "instance"));
+    } else {
+        log_info("<s2s action='%s'/> from %s: ignored", action ? action : "", from);
+    }
+    stanza_free(env);
+    return 1;
+}
+
+static void remote_name(sm *s, const char *name, int online)
+{
+    if (online) {
+        strmap_put(&s->router_names, name, (void *)1);
+    } else if (s->s2s_name && !strcmp(name, s->s2s_name)) {
+        s->s2s_ready = 0;
+        if (s->remote_head) log_notice("s2s %s went offline with unconfirmed messages to remote domains", name);
+    }
+}
+
+static void remote_free(sm *s)
+{
+    while (s->remote_head) {
+        sm_remote *r = s->remote_head;
+        remote_unlink(s, r);
+        confirm_release(s, r->confirm);
+        free(r);
+    }
+    strmap_free(&s->remote_by_seq);
+    strmap_free(&s->router_names);
+    free(s->s2s_name);
+    free(s->s2s_instance);
+    s->s2s_name = s->s2s_instance = NULL;
 }

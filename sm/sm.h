@@ -5,7 +5,9 @@
  * one at a time: while a storage request of the user is in flight
  * (sm_user_hold), the next stanza waits. So a user's roster and offline
  * store change in the order stanzas arrived, and pushes carry versions in
- * order, without locks. A user is in memory while it has sessions, queued
+ * order, without locks. Offline stores are the exception that keeps the
+ * order anyway: they are pipelined (sm_user_write_begin), in order on the
+ * user's storage connection, and only the confirmations wait for them. A user is in memory while it has sessions, queued
  * work or requests in flight; the roster is loaded when it comes into
  * memory and dropped when it leaves. */
 #ifndef SB_SM_H
@@ -32,6 +34,7 @@ typedef struct sm_module sm_module;
 typedef struct sm_copy sm_copy;
 typedef struct sm_confirm sm_confirm;
 typedef struct sm_parked sm_parked;
+typedef struct sm_remote sm_remote;
 
 typedef struct sm_limits {
     unsigned max_roster_items;      /* limits/max-roster-items (1000) */
@@ -69,6 +72,13 @@ struct sm_parked {
     sm_copy *copies;
     uint64_t deadline;          /* loop time */
 };
+
+/* A confirmation of processed work, released once the user is idle and
+ * every pipelined write started up to then (token `after`) has committed. */
+typedef struct sm_deferred {
+    sm_confirm *c;
+    uint64_t after;
+} sm_deferred;
 
 typedef struct sm_inflight {
     uint32_t seq;
@@ -130,8 +140,12 @@ struct sm_user {
     int busy;                   /* requests in flight that hold the queue */
     int running;                /* inside user_run */
     storage_status load_modules;    /* the modules' loads (user_loading): the first failure */
-    sm_confirm **done;          /* confirmations of processed work, released when the user is idle */
+    sm_deferred *done;          /* confirmations of processed work, oldest first (user_release_confirms) */
     size_t ndone, capdone;
+    /* pipelined writes (sm_user_write_begin): started, not yet committed */
+    uint64_t writes_started;    /* tokens handed out so far (the last one) */
+    uint64_t *writes;           /* tokens of the writes in flight, in start order */
+    size_t nwrites, capwrites;
 };
 
 struct sm {
@@ -159,6 +173,15 @@ struct sm {
     uint64_t *confirm_due;      /* sm-ids with a 'handled' due */
     size_t nconfirm_due, capconfirm_due;
     strmap parked;              /* sm-id -> sm_parked* */
+    /* messages to remote domains, held until s2s confirms them (§7, sm.c
+     * "messages to remote domains") */
+    char *s2s_name;             /* the s2s that said hello; NULL: none yet */
+    char *s2s_instance;         /* its process instance */
+    int s2s_ready;              /* hello seen since s2s (or the router) was last lost */
+    uint64_t remote_seq;        /* s2s-seq of the latest message sent (from session_id_base: unique per process) */
+    sm_remote *remote_head, *remote_tail;   /* unconfirmed, in s2s-seq order */
+    strmap remote_by_seq;       /* s2s-seq -> sm_remote* */
+    strmap router_names;        /* names the router announced: components, never remote domains */
 };
 
 /* ---- life cycle (sm.c) ---- */
@@ -196,6 +219,15 @@ sm_user *sm_user_find(sm *s, const char *bare);
 /* Hold the user's queue until sm_user_release (one per storage request). */
 void sm_user_hold(sm_user *u);
 void sm_user_release(sm_user *u);
+/* A pipelined write of the user (an offline store): the queue does not wait
+ * for it, but the confirmations of the work processed meanwhile are released
+ * only once it and every write of the user started before it have completed,
+ * and work other than a stanza for the user (a session's own stanzas, start,
+ * end) waits until no write is in flight. The storage keeps one user's
+ * requests in order (keyed by user), so writes commit in the order started.
+ * Returns a token for sm_user_write_end, called from the request's callback. */
+uint64_t sm_user_write_begin(sm_user *u);
+void sm_user_write_end(sm_user *u, uint64_t token);
 sm_session *sm_user_session(sm_user *u, const char *resource);
 sm_item *sm_roster_item(sm_user *u, const char *contact);
 

@@ -4,6 +4,8 @@
  * driven by a uv_poll on PQsocket) -> PREPARING (every registered statement
  * is prepared) -> READY (takes requests). It runs in pipeline mode.
  *
+ * A statement with key parameters (an owner: domain and user) goes to the
+ * owner's connection, so one owner's requests run in order (see route).
  * Requests wait in a per-connection queue of unsent requests (bounded over
  * the pool by max_pending) and are sent in their order, up to PIPELINE_MAX
  * in flight: each transaction is [Parse] Bind/Execute for each of its
@@ -61,6 +63,7 @@ static const storage_stmt *const builtin_tables[] = {account_stmts, roster_stmts
 
 #define PIPELINE_MAX 256          /* requests in flight per connection (and the largest batch) */
 #define RECONNECT_MIN_MS 100
+#define KEY_BUCKETS 1024          /* keys hashed for the ordering of requests kept away from home (route) */
 _Static_assert(STORAGE_BATCH_MAX <= PIPELINE_MAX, "a batch is sent at once");
 
 typedef struct request request;
@@ -74,6 +77,7 @@ struct request {
     uint64_t deadline;            /* loop time (ms) by which it must be answered */
     storage_status status;        /* for completions deferred to the idle handle */
     int solo;                     /* its batch failed: run it in a transaction of its own */
+    unsigned away;                /* keyed, on a connection not its home: its key bucket + 1 (route) */
     PGresult *res;
     char **values;                /* nparams pointers, then the strings, in this allocation */
 };
@@ -149,6 +153,7 @@ struct storage {
     int open_handles;
     unsigned rr;
     uint64_t last_full_log;
+    uint32_t away[KEY_BUCKETS];   /* keyed requests not answered yet that are away from home, per key bucket */
 };
 
 const char *storage_status_string(storage_status st)
@@ -255,6 +260,7 @@ static void quiet_notices(void *arg, const char *message)
 /* Run the callback and free the request. The callback may free the pool. */
 static void complete(request *r, storage_status st)
 {
+    if (r->away && r->owner) r->owner->away[r->away - 1]--;
     if (st == STORAGE_OK && r->owner) {
         r->owner->answered++;
         r->owner->answered_ns += uv_hrtime() - r->started_ns;
@@ -450,9 +456,15 @@ static void schedule_retry(slot *c)
 }
 
 /* Pick the connection for a request: by key when the statement has one, so
- * that one owner's requests stay in order; else the least loaded. */
-static slot *route(storage *s, const storage_stmt *stmt, char **values)
+ * that one owner's requests stay in order (one connection runs them one
+ * after the other); else the least loaded. A keyed request whose home
+ * connection is down goes to the next ready one, and so do the requests of
+ * its key bucket after it until those sent away are all answered, even when
+ * home is back meanwhile: else a later request could commit before an
+ * earlier one (offline messages stored out of order). */
+static slot *route(storage *s, const storage_stmt *stmt, request *r)
 {
+    char **values = r->values;
     if (stmt->key_params > 0) {
         uint32_t h = 2166136261u;
         for (int i = 0; i < stmt->key_params && i < stmt->nparams; i++) {
@@ -460,11 +472,18 @@ static slot *route(storage *s, const storage_stmt *stmt, char **values)
             for (; *p; p++) h = (h ^ *p) * 16777619u;
             h = (h ^ 0xff) * 16777619u;
         }
-        for (unsigned k = 0; k < s->nconns; k++) {
+        unsigned bucket = h % KEY_BUCKETS;
+        slot *home = &s->conns[h % s->nconns];
+        if (home->state == C_READY && s->away[bucket] == 0) return home;
+        for (unsigned k = 1; k < s->nconns; k++) {
             slot *c = &s->conns[(h + k) % s->nconns];
-            if (c->state == C_READY) return c;
+            if (c->state == C_READY) {
+                s->away[bucket]++;
+                r->away = bucket + 1;
+                return c;
+            }
         }
-        return NULL;
+        return home->state == C_READY ? home : NULL;
     }
     slot *best = NULL;
     for (unsigned k = 0; k < s->nconns; k++) {
@@ -534,7 +553,9 @@ static void conn_fail(slot *c, const char *why)
     }
     while (unsent.head) {
         request *r = q_pop(&unsent);
-        slot *o = route(s, s->stmts[r->stmt_idx], r->values);
+        if (r->away) s->away[r->away - 1]--;   /* routed again */
+        r->away = 0;
+        slot *o = route(s, s->stmts[r->stmt_idx], r);
         if (o) {
             q_push(&o->unsent, r);
             s->npending++;
@@ -951,7 +972,7 @@ void storage_exec(storage *s, const storage_stmt *stmt, const char *const *value
     r->deadline = uv_now(s->loop) + s->query_timeout_ms;
     r->owner = s;
     r->started_ns = uv_hrtime();
-    slot *c = route(s, stmt, r->values);
+    slot *c = route(s, stmt, r);
     if (!c) {
         defer(s, r, STORAGE_UNAVAILABLE);
         return;
@@ -1108,6 +1129,8 @@ void storage_stats(const storage *s, uint64_t *answered, double *seconds)
     if (answered) *answered = s->answered;
     if (seconds) *seconds = (double)s->answered_ns / 1e9;
 }
+
+int storage_crowded(const storage *s) { return s->npending * 2 >= s->max_pending; }
 
 size_t storage_pending(const storage *s)
 {

@@ -56,6 +56,10 @@ void storage_stats(const storage *s, uint64_t *answered, double *seconds);
 /* Requests asked for and not answered yet (for a shutdown that waits for
  * writes to land before closing). */
 size_t storage_pending(const storage *s);
+/* 1 while the requests waiting for a connection fill half of max_pending
+ * or more: a caller that can hold requests back (pipelined writes) does, so
+ * that the pool keeps room for the others and nothing is refused. */
+int storage_crowded(const storage *s);
 /* Close connections; pending requests complete with STORAGE_UNAVAILABLE. */
 void storage_free(storage *s);
 

@@ -98,6 +98,7 @@ class LocalSide(RawComponent):
 
     def __init__(self, port, secret, domains):
         super().__init__(port, "sm", secret)
+        self.s2s_notes = []   # s2s's hello and confirmations for the sm (docs/sessions.md §7)
         answer = self.authenticate()
         assert answer is not None and answer.tag == f"{{{NS_COMPONENT}}}handshake", answer
         self.online = set()
@@ -117,6 +118,9 @@ class LocalSide(RawComponent):
             return True
         if el.tag == f"{{{NS_ROUTER}}}offline":
             self.online.discard(el.get("name"))
+            return True
+        if el.tag == f"{{{NS_ROUTER}}}route" and el.find("{urn:switchboard:session}s2s") is not None:
+            self.s2s_notes.append(el)
             return True
         return False
 

@@ -1,5 +1,6 @@
 """Federation between two Switchboard "half servers" (router + s2s + a raw
 component as the local side), and s2s against raw jabber:server streams."""
+import signal
 import socket
 import time
 
@@ -390,3 +391,115 @@ def test_bad_xml_and_wrong_namespace_are_stream_errors(halves):
                 "to='a.test' version='1.0'>".encode())
     assert stream_error_condition(r.next()) == "invalid-namespace"
     raw.close()
+
+
+# ---- confirmations to the sm (XEP-0198 between servers, docs/sessions.md §7) ----
+
+NS_SESSION = "urn:switchboard:session"
+NS_ROUTER = "urn:switchboard:router"
+
+
+def wait_note(local, action, timeout=15):
+    """The next <s2s action=…/> that s2s sent the local side (the sm), as
+    (envelope, element); stanzas read meanwhile stay for next_stanza."""
+    deadline = time.time() + timeout
+    held = []
+    try:
+        while True:
+            for env in list(local.s2s_notes):
+                note = env.find(f"{{{NS_SESSION}}}s2s")
+                if note.get("action") == action:
+                    local.s2s_notes.remove(env)
+                    return env, note
+            if time.time() >= deadline:
+                return None, None
+            el = local.next(timeout=0.2)
+            if el is not None and not local._notice(el):
+                held.append(el)
+    finally:
+        local.reader.elements[0:0] = held
+
+
+def envelope(seq, body, to="bob@b.test", mid="c1"):
+    """A message as the sm sends it to s2s: numbered, for a confirmation."""
+    return (f"<route xmlns='{NS_ROUTER}' to='s2s' from='a.test' s2s-seq='{seq}'>"
+            f"<message xmlns='jabber:client' from='alice@a.test/desk' to='{to}' id='{mid}' type='chat'>"
+            f"<body>{body}</body></message></route>")
+
+
+def test_hello_names_the_process_instance(halves):
+    """s2s says hello to each local domain that comes online, with an
+    instance that changes when the process does."""
+    a, b = pair(halves)
+    env, hello = wait_note(a.local, "hello")
+    assert hello is not None, a.log()
+    assert env.get("from") == "s2s" and env.get("to") == "a.test" and len(hello.get("instance")) == 16
+    a.proc.stop()
+    a.proc.start()
+    a.proc.wait_port(a.port)
+    env, again = wait_note(a.local, "hello", timeout=30)
+    assert again is not None, a.log()
+    assert again.get("instance") != hello.get("instance")
+
+
+def test_message_confirmed_once_the_remote_server_acknowledged_it(halves):
+    """Both sides do stream management: the message crosses, b's s2s
+    answers a's <r/>, and only then does a's s2s confirm it to the sm."""
+    a, b = pair(halves)
+    assert wait_note(a.local, "hello")[1] is not None
+    a.local.send(envelope(7, "first") + envelope(8, "second", mid="c2"))
+    got = [b.local.next_stanza(timeout=15) for _ in range(2)]
+    assert all(g is not None for g in got), f"nothing arrived\nA:\n{a.log()}\nB:\n{b.log()}"
+    assert [g.get("id") for g in got] == ["c1", "c2"] and got[0].tag == tag("message")
+    assert got[0].find(tag("body")).text == "first" and got[0].get("from") == "alice@a.test/desk"
+    seqs = set()
+    while seqs != {"7", "8"}:
+        env, note = wait_note(a.local, "confirmed")
+        assert note is not None, f"no confirmation; got {seqs}\n{a.log()}"
+        assert env.get("from") == "s2s" and env.get("to") == "a.test"
+        seqs.update(note.get("seqs").split())
+    assert "stream management on to b.test" in a.log()
+    assert "(from a.test): stream management on" in b.log()
+
+
+def test_bounce_is_a_confirmation(halves):
+    """A numbered message that cannot be delivered comes back to its sender
+    as an error and is confirmed: the sm has nothing left to send again."""
+    a = halves(["a.test"], "a", values={"limits/connect-timeout": 5})
+    a.map("closed.test", "127.0.0.1", dead_port())
+    a.start()
+    assert wait_note(a.local, "hello")[1] is not None
+    a.local.send(envelope(3, "x", to="nobody@closed.test", mid="u1"))
+    err = a.local.next_stanza(timeout=10)
+    assert err is not None and err.get("type") == "error" and err.get("id") == "u1"
+    assert stanza_error(err)[0] == "remote-server-not-found"
+    env, note = wait_note(a.local, "confirmed")
+    assert note is not None and note.get("seqs") == "3", a.log()
+
+
+def test_unacknowledged_stanzas_go_again_after_the_peer_restarts(halves):
+    """b's s2s dies while a's stream to it has stanzas it never acknowledged
+    (b was stopped): a's s2s sends them again on a new stream once b is
+    back, and confirms them only then."""
+    a, b = pair(halves, a_values={"limits/connect-timeout": 30})
+    assert wait_note(a.local, "hello")[1] is not None
+    a.local.send(envelope(1, "warm-up", mid="w"))
+    assert b.local.next_stanza(timeout=15).get("id") == "w"
+    assert wait_note(a.local, "confirmed")[1].get("seqs") == "1"
+    b.proc.proc.send_signal(signal.SIGSTOP)
+    try:
+        a.local.send(envelope(2, "held", mid="h"))
+        assert wait_note(a.local, "confirmed", timeout=2)[1] is None, "confirmed without b's acknowledgement"
+        b.proc.proc.kill()
+        b.proc.proc.wait()
+    finally:
+        if b.proc.proc.poll() is None:
+            b.proc.proc.send_signal(signal.SIGCONT)
+    b.proc.logfile.close()
+    b.proc.start()
+    b.proc.wait_port(b.port)
+    got = b.local.next_stanza(timeout=30)
+    assert got is not None and got.get("id") == "h", f"A:\n{a.log()}\nB:\n{b.log()}"
+    env, note = wait_note(a.local, "confirmed", timeout=30)
+    assert note is not None and note.get("seqs") == "2", a.log()
+    assert "lost the stream with 1 stanzas not acknowledged" in a.log()

@@ -108,6 +108,45 @@ def test_messages_cross_both_ways(federation):
     run(main())
 
 
+def test_peer_without_stream_management_confirms_on_write(federation):
+    """Prosody (as configured here) does no stream management on server
+    links: a message the sm sends numbered is confirmed once written to
+    Prosody's stream (the semantics of docs/sessions.md §7 for such peers)."""
+    ours, prosody = federation
+
+    async def main():
+        loop = asyncio.get_event_loop()
+        pat = Client(f"pat@{THEIRS}/phone", "pat-password", prosody.c2s_port)
+        await pat.start()
+        try:
+            ours.local.send(f"<route xmlns='urn:switchboard:router' to='s2s' from='{OURS}' s2s-seq='5'>"
+                            f"<message xmlns='jabber:client' from='alice@{OURS}/desk' to='pat@{THEIRS}/phone' "
+                            f"type='chat' id='n1'><body>numbered</body></message></route>")
+            try:
+                msg = await pat.next_message(timeout=20)
+            except asyncio.TimeoutError:
+                raise AssertionError("no message at the Prosody client" + debug(ours, prosody))
+            assert msg["body"] == "numbered" and str(msg["from"]) == f"alice@{OURS}/desk"
+
+            def confirmed():
+                deadline = loop.time() + 20
+                while loop.time() < deadline:
+                    for env in ours.local.s2s_notes:
+                        note = env.find("{urn:switchboard:session}s2s")
+                        if note.get("action") == "confirmed":
+                            return note.get("seqs")
+                    el = ours.local.next(timeout=0.2)
+                    if el is not None:
+                        ours.local._notice(el)
+                return None
+            assert await loop.run_in_executor(None, confirmed) == "5", debug(ours, prosody)
+            assert "stream management on" not in ours.log()
+        finally:
+            await pat.stop()
+
+    run(main())
+
+
 def test_subscriptions_and_probes_cross_both_ways(federation):
     ours, prosody = federation
 

@@ -2,18 +2,23 @@
  * transaction, each callback runs only after that commit, the batch size
  * limit holds, a failing request inside a batch fails alone (the others are
  * run again one by one and succeed), reads keep their place in the order,
- * and storage_free with a batch in flight completes every request once. */
+ * storage_free with a batch in flight completes every request once, and one
+ * key's writes commit in order across the loss of its connection. */
 #include "t/storage/helpers.h"
 
 #include "storage/query.h"
 
-enum { T_PUT, T_SLOW_PUT, T_GET };
-static char table[64], put_sql[256], slow_put_sql[256], get_sql[256];
+enum { T_PUT, T_SLOW_PUT, T_GET, T_ORD_PUT, T_ORD_LOCKED_PUT, T_PID };
+static char table[64], put_sql[256], slow_put_sql[256], get_sql[256], ord_put_sql[256], ord_locked_sql[256];
+#define ORDER_LOCK "4242"   /* advisory lock that holds T_ORD_LOCKED_PUT back */
 /* Built in main (the table is per process, so tests can share a database). */
 static storage_stmt test_stmts[] = {
     [T_PUT] = {"test_batch_put", put_sql, 2, 1, 1},
     [T_SLOW_PUT] = {"test_batch_slow_put", slow_put_sql, 2, 1, 1},
     [T_GET] = {"test_batch_get", get_sql, 1, 1, 0},
+    [T_ORD_PUT] = {"test_batch_ord_put", ord_put_sql, 2, 1, 1},
+    [T_ORD_LOCKED_PUT] = {"test_batch_ord_locked_put", ord_locked_sql, 2, 1, 1},
+    [T_PID] = {"test_batch_pid", "SELECT pg_backend_pid() WHERE $1::text IS NOT NULL", 1, 1, 0},
     {NULL, NULL, 0, 0, 0},
 };
 
@@ -99,6 +104,123 @@ static int distinct_txids(const put_res *r, int n)
         d += !seen;
     }
     return d;
+}
+
+/* ---- one key's order when its connection is lost and comes back ---- */
+
+typedef struct {
+    int done;
+    storage_status st;
+    long long id, pid;
+} ord_res;
+
+static void on_ord(void *ud, storage_status st, const PGresult *res)
+{
+    ord_res *r = ud;
+    note_callback();
+    r->done++;
+    r->st = st;
+    if (st == STORAGE_OK) {
+        r->id = storage_get_int64(res, 0, 0, -1);
+        r->pid = storage_get_int64(res, 0, 1, -1);
+    }
+}
+
+static void ord_put(storage *s, int stmt, const char *key, int value, ord_res *r)
+{
+    char v[16];
+    snprintf(v, sizeof v, "%d", value);
+    const char *vals[2] = {key, v};
+    CALL(storage_exec(s, &test_stmts[stmt], vals, on_ord, r));
+}
+
+/* The backend that serves key (-1 if the request failed). */
+static long long key_pid(storage *s, const char *key)
+{
+    ord_res r = {0};
+    const char *vals[1] = {key};
+    CALL(storage_exec(s, &test_stmts[T_PID], vals, on_ord, &r));
+    WAIT_FOR(r.done, 20000);
+    return r.st == STORAGE_OK ? r.id : -1;
+}
+
+/* Wait (at most 20 s) until a client backend started after `since` is idle. */
+static void wait_new_backend(const char *since)
+{
+    const char *p[1] = {since};
+    for (int i = 0; i < 200; i++) {
+        if (db_value(check, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                            " AND backend_start > $1::timestamptz AND state = 'idle'", 1, p) > 0)
+            break;
+        WAIT_FOR(0, 100);
+    }
+    WAIT_FOR(0, 300);   /* its statements are prepared */
+}
+
+static void part_order_across_reconnect(const char *db)
+{
+    storage_config cfg = {.conninfo = db, .connections = 2, .reconnect_max_ms = 200};
+    storage *s = storage_new(&loop, &cfg);
+    storage_register(s, test_stmts);
+    /* Two keys served by different connections. */
+    char keys[16][8];
+    const char *k = NULL;
+    long long pk = -1, pl = -1;
+    for (int attempt = 0; attempt < 100 && !k; attempt++) {
+        WAIT_FOR(0, 100);
+        long long pids[16];
+        for (int i = 0; i < 16; i++) {
+            snprintf(keys[i], sizeof keys[i], "o%d", i);
+            pids[i] = key_pid(s, keys[i]);
+        }
+        for (int i = 1; i < 16 && !k; i++)
+            if (pids[0] > 0 && pids[i] > 0 && pids[i] != pids[0]) {
+                k = keys[0];
+                pk = pids[0];
+                pl = pids[i];
+            }
+    }
+    if (!ok(k != NULL, "two connections, keys served by each")) {
+        free_storage(s);
+        return;
+    }
+    /* A session lock of ours holds back the first write of the key. */
+    PGresult *res = PQexec(check, "SELECT pg_advisory_lock(" ORDER_LOCK "), now()::text");
+    char since[64];
+    snprintf(since, sizeof since, "%s", PQresultStatus(res) == PGRES_TUPLES_OK ? PQgetvalue(res, 0, 1) : "now");
+    PQclear(res);
+    /* The key's connection is lost: the pool notices at its next request. */
+    char pidstr[24];
+    snprintf(pidstr, sizeof pidstr, "%lld", pk);
+    const char *pp[1] = {pidstr};
+    db_value(check, "SELECT pg_terminate_backend($1::integer)::int", 1, pp);
+    long long now_pid = key_pid(s, k);
+    ok(now_pid != pk, "the key's connection was lost");
+    enum { N = 4 };
+    static ord_res r[N];
+    memset(r, 0, sizeof r);
+    /* 0 goes to the other connection and waits there for the lock; 1 and 2
+     * queue behind it. */
+    ord_put(s, T_ORD_LOCKED_PUT, k, 0, &r[0]);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ord_put(s, T_ORD_PUT, k, 1, &r[1]);
+    ord_put(s, T_ORD_PUT, k, 2, &r[2]);
+    /* The key's own connection is back; 3 must still queue behind 1 and 2. */
+    wait_new_backend(since);
+    ord_put(s, T_ORD_PUT, k, 3, &r[3]);
+    WAIT_FOR(r[3].done, 1000);
+    ok(!r[0].done, "the first write was still held back");
+    db_value(check, "SELECT pg_advisory_unlock(" ORDER_LOCK ")::int", 0, NULL);
+    WAIT_FOR(r[0].done && r[1].done && r[2].done && r[3].done, 20000);
+    int okn = 0, inorder = 1;
+    for (int i = 0; i < N; i++) {
+        okn += r[i].st == STORAGE_OK;
+        if (i) inorder &= r[i].id > r[i - 1].id;
+    }
+    is_int(okn, N, "the key's writes across the reconnection all succeed");
+    ok(inorder, "and commit in the order they were made");
+    ok(r[3].pid == r[1].pid && r[1].pid == pl, "the later one ran where the earlier ones waited");
+    free_storage(s);
 }
 
 static void part_one_transaction(storage *s)
@@ -238,9 +360,17 @@ int main(void)
     snprintf(slow_put_sql, sizeof slow_put_sql,
              "INSERT INTO %s (k, v) SELECT $1, $2::integer FROM pg_sleep(1) RETURNING txid_current()", table);
     snprintf(get_sql, sizeof get_sql, "SELECT count(*) FROM %s WHERE k = $1", table);
+    snprintf(ord_put_sql, sizeof ord_put_sql,
+             "INSERT INTO %s_ord (k, v) VALUES ($1, $2::integer) RETURNING id, pg_backend_pid()", table);
+    snprintf(ord_locked_sql, sizeof ord_locked_sql,
+             "INSERT INTO %s_ord (k, v) SELECT $1, $2::integer FROM pg_advisory_xact_lock(" ORDER_LOCK ")"
+             " RETURNING id, pg_backend_pid()", table);
     char ddl[256];
     snprintf(ddl, sizeof ddl, "CREATE TABLE %s (k text, v integer CHECK (v >= 0), PRIMARY KEY (k, v))", table);
     PQclear(PQexec(check, ddl));
+    snprintf(ddl, sizeof ddl, "CREATE TABLE %s_ord (id bigserial PRIMARY KEY, k text, v integer)", table);
+    PQclear(PQexec(check, ddl));
+    part_order_across_reconnect(db);
 
     storage_config cfg = {.conninfo = db, .connections = 1};
     storage *s = storage_new(&loop, &cfg);
@@ -256,7 +386,7 @@ int main(void)
     part_batch_limit(db);
     part_free_with_batch(db);
 
-    snprintf(ddl, sizeof ddl, "DROP TABLE %s", table);
+    snprintf(ddl, sizeof ddl, "DROP TABLE %s, %s_ord", table, table);
     PQclear(PQexec(check, ddl));
     PQfinish(check);
     is_int(sync_callbacks, 0, "no callback ran inside the call that made its request");
