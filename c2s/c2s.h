@@ -138,6 +138,11 @@ struct c2s {
     size_t nunauthed;               /* connections from accept until authentication */
     client *throttled;              /* clients paused by the rate limiter */
     uv_timer_t tick;                /* 1 s housekeeping */
+    /* Clients by the next time their housekeeping may be due: a min-heap
+     * on client.wake_at (stream.c), so a tick only looks at due clients. */
+    client **wakeups;
+    size_t nwakeups, wakeups_cap;
+    client *waking;                 /* the client c2s_tick is handling (NULL once freed) */
     uv_timer_t throttle_timer;
     uv_check_t ack_check;           /* sends the <r/> that are due, once per loop iteration */
     uint64_t *ack_due;              /* c2s-ids of clients with an <r/> due */
@@ -259,6 +264,8 @@ struct client {
     uint64_t last_write;            /* loop time of the last write (keepalives) */
     uint64_t connected_at;          /* loop time of the accept (unauthenticated timeout) */
     uint64_t op_deadline;           /* loop time by which the pending sm answer must come */
+    uint64_t wake_at;               /* loop time of its next housekeeping (srv->wakeups) */
+    size_t wake_slot;               /* index + 1 in srv->wakeups; 0 when not scheduled */
     client *prev, *next;
     csi_state *csi;                 /* client state indication, once the client said anything */
 };
@@ -319,6 +326,8 @@ void pending_op_free(pending_op *op);
 void client_free(client *cl);
 void c2s_stop_clients(c2s *srv);
 void c2s_tick(c2s *srv, uint64_t now);
+/* Place every client in the housekeeping schedule again (after a reload changed the limits). */
+void c2s_reschedule_clients(c2s *srv);
 /* Handle one element after negotiation. */
 void client_handle_stanza(client *cl, stanza *st);
 

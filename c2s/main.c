@@ -17,6 +17,7 @@
 static const config_key c2s_keys[] = {
     PROCESS_KEYS_ROUTER_LINK("c2s-1"),
     {"router/max-stanza-bytes", CFG_INT, 0, "largest element accepted from the router (default 1M)"},
+    {"router/raw-routes", CFG_BOOL, 0, "deliver plain stanzas from the sm without parsing them (default true)"},
     PROCESS_KEYS_LOG,
     {"log/debug-jid", CFG_STRING, CFG_MULTI, "trace the stanzas of this user (names and addresses, never content)"},
     PROCESS_KEYS_METRICS,
@@ -216,6 +217,7 @@ static void on_reload_signal(void *ud)
     config *running = srv->cfg;
     srv->cfg = ncfg;
     load_limits(srv);
+    c2s_reschedule_clients(srv);   /* the deadlines follow the new limits */
     load_auth_settings(srv);
     observe_reload(ncfg);
     srv->cfg = running;
@@ -418,6 +420,7 @@ int main(int argc, char **argv)
     auth_cache_free(srv.auth_cache);
     srv.auth_cache = NULL;
     buf_free(&srv.out);
+    free(srv.wakeups);
 
 out_cfg:
     if (srv.tls_ctx) SSL_CTX_free(srv.tls_ctx);

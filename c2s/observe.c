@@ -94,6 +94,17 @@ void observe_stanza_out(client *cl, const xnode *el)
     trace(cl, el, "received");
 }
 
+int observe_tracing(void)
+{
+    return strmap_count(&traced) != 0;
+}
+
+void observe_stanza_out_name(const char *name)
+{
+    int k = kind_index(name);
+    if (k >= 0 && stanzas[1][k]) metric_inc(stanzas[1][k]);
+}
+
 void observe_auth_failure(void)
 {
     if (auth_failures) metric_inc(auth_failures);

@@ -11,6 +11,10 @@ void observe_init(c2s *srv, int metrics_on);
 void observe_reload(const config *cfg);
 void observe_stanza_in(client *cl, const xnode *el);
 void observe_stanza_out(client *cl, const xnode *el);
+/* For stanzas written without a tree: 1 while some user's stanzas are
+ * traced (observe_stanza_out needs the element then); counting by name. */
+int observe_tracing(void);
+void observe_stanza_out_name(const char *name);
 void observe_auth_failure(void);
 void observe_shutdown(void);
 

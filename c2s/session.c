@@ -15,9 +15,17 @@
 #include "common/stanza_error.h"
 #include "common/xml_write.h"
 
+/* Decimal, without printf: ids and sequence numbers are on every message's path. */
 static void id_str(uint64_t v, char out[24])
 {
-    snprintf(out, 24, "%" PRIu64, v);
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
 }
 
 static client *client_by_id(c2s *srv, const char *id)
@@ -64,8 +72,8 @@ void session_send_acked(client *cl)
 {
     c2s_session *s = cl->sess;
     if (!s || !s->sm_id || s->sm_lost || s->acked_seq == s->reported_seq) return;
-    char v[16];
-    snprintf(v, sizeof v, "%" PRIu32, s->acked_seq);
+    char v[24];
+    id_str(s->acked_seq, v);
     if (send_control_attr(cl->srv, cl->domain, cl->id, s->sm_id, "acked", NULL, "seq", v) == 0)
         s->reported_seq = s->acked_seq;
 }
@@ -117,7 +125,7 @@ void session_route_stanza(client *cl, const xnode *el)
     xnode_set_attr((xnode *)el, "from", cl->sess->full_jid);
     stanza_touch(el->doc);
     observe_stanza_in(cl, el);
-    char cid[24], sid[24], seq[16];
+    char cid[24], sid[24], seq[24];
     id_str(cl->id, cid);
     id_str(cl->sess->sm_id, sid);
     const char *attrs[] = {"c2s-id", cid, "sm-id", sid, NULL, seq, NULL};
@@ -125,7 +133,7 @@ void session_route_stanza(client *cl, const xnode *el)
         /* Numbered: the client's <a/> counts it once the sm confirms it. */
         uint32_t n = ++cl->sess->route_seq;
         if (!n) n = ++cl->sess->route_seq;
-        snprintf(seq, sizeof seq, "%" PRIu32, n);
+        id_str(n, seq);
         attrs[4] = "seq";
         sm_routed(cl, n);
     }
@@ -304,6 +312,50 @@ static void deliver(c2s *srv, const xnode *env, const xnode *inner)
     buf_free(&bytes);
 }
 
+/* The plain delivery case without a tree (raw routes, common/component.h):
+ * a message, presence or iq in jabber:client, alone in an envelope without
+ * a type, for a client whose session it is. Written as the sm wrote it,
+ * which is what xml_write gave for the parsed element too (it declares its
+ * namespace, so its original bytes are kept). Everything else (control
+ * elements, errors, a client that is gone, presence that client state
+ * indication may hold back, a traced user) goes the parsed way: -1. */
+static int on_raw_route(component *comp, const char *data, const xml_scanned *env, void *ud)
+{
+    (void)comp;
+    c2s *srv = ud;
+    char cid[24], sid[24], seqv[16];
+    xml_span seqattr = xml_scan_attr_value(env, "seq");
+    if (xml_scan_attr_value(env, "type").p || env->start_len == env->len ||
+        xml_span_plain(xml_scan_attr_value(env, "c2s-id"), cid, sizeof cid) < 0 ||
+        xml_span_plain(xml_scan_attr_value(env, "sm-id"), sid, sizeof sid) < 0 ||
+        (seqattr.p && xml_span_plain(seqattr, seqv, sizeof seqv) < 0))
+        return -1;
+    uint32_t seq = seqattr.p ? (uint32_t)strtoul(seqv, NULL, 10) : 0;
+    const char *inner = data + env->start_len;
+    size_t inner_len = env->content_end - env->start_len;
+    /* exactly one element in the envelope, nothing around it; its content
+     * was checked with the envelope's (no prefixes, tags nest) */
+    xml_scanned in;
+    if (env->nchildren != 1 || env->child_start != env->start_len || env->child_end != env->content_end ||
+        xml_scan_start_tag(inner, inner_len, &in) != XML_SCAN_DONE || in.dup_attr || in.attrs_dropped ||
+        !xml_span_is(in.ns, NS_CLIENT))
+        return -1;
+    int presence = xml_span_is(in.name, "presence");
+    if (!presence && !xml_span_is(in.name, "message") && !xml_span_is(in.name, "iq")) return -1;
+    client *cl = client_by_id(srv, cid);
+    if (!cl || (cl->state != CL_SESSION && cl->state != CL_DETACHED) || !session_matches(cl, sid)) return -1;
+    if (observe_tracing() || (presence && cl->csi)) return -1;
+    observe_stanza_out_name(presence ? "presence" : in.name.p[0] == 'm' ? "message" : "iq");
+    if (cl->state == CL_SESSION) {
+        /* What client state indication held goes first (csi_hold does the
+         * same for everything it does not hold). */
+        csi_flush(cl);
+        if (cl->state == CL_SESSION) client_write(cl, inner, inner_len);
+    }
+    sm_outgoing_seq(cl, inner, inner_len, seq);
+    return 0;
+}
+
 static void on_stanza(component *comp, stanza *st, void *ud)
 {
     c2s *srv = ud;
@@ -382,6 +434,7 @@ static const component_handler link_handler = {
     .on_lost = on_lost,
     .on_stanza = on_stanza,
     .on_name = on_name,
+    .on_raw_route = on_raw_route,
 };
 
 int session_link_start(c2s *srv)
@@ -398,6 +451,7 @@ int session_link_start(c2s *srv)
     cc.router_host = config_str(srv->cfg, "router/host", "127.0.0.1");
     cc.router_port = (int)config_int(srv->cfg, "router/port", 5347);
     cc.max_stanza_bytes = (size_t)config_int(srv->cfg, "router/max-stanza-bytes", 1024 * 1024);
+    cc.raw_routes = config_bool(srv->cfg, "router/raw-routes", 1);
     srv->comp = component_new(srv->loop, &cc, &link_handler, srv);
     uv_timer_init(srv->loop, &srv->drain_timer);
     srv->drain_timer.data = srv;

@@ -18,6 +18,8 @@ static xs_action on_stream_open(void *ud, stanza *header);
 static xs_action on_element(void *ud, stanza *st);
 static void on_stream_close(void *ud);
 static const xml_stream_handler client_xml_handler = {on_stream_open, on_element, on_stream_close};
+static void client_schedule(client *cl);
+static void wake_remove(client *cl);
 
 #define CLOSE_FLUSH_MS 5000
 #define MAX_BACKLOG 64
@@ -199,6 +201,7 @@ client *client_new(c2s *srv, conn *c, int direct_tls)
     if (srv->clients) srv->clients->prev = cl;
     srv->clients = cl;
     srv->nclients++;
+    client_schedule(cl);
     if (srv->lim.unauth_timeout_ms) conn_set_timeout(c, srv->lim.unauth_timeout_ms);
     if (srv->proxy_protocol) {
         cl->state = CL_PROXY;
@@ -232,6 +235,8 @@ void pending_op_free(pending_op *op)
 void client_free(client *cl)
 {
     c2s *srv = cl->srv;
+    wake_remove(cl);
+    if (srv->waking == cl) srv->waking = NULL;
     char key[24];
     snprintf(key, sizeof key, "%" PRIu64, cl->id);
     if (strmap_get(&srv->clients_by_id, key) == cl) strmap_del(&srv->clients_by_id, key);
@@ -276,6 +281,7 @@ pending_op *client_op_begin(client *cl, op_kind kind, const char *iq_id)
     if (iq_id) op->iq_id = strdup(iq_id);
     cl->op = op;
     if (cl->c) conn_pause_read(cl->c);
+    client_schedule(cl);   /* a session start has a deadline */
     return op;
 }
 
@@ -698,7 +704,10 @@ static void on_close(conn *c, const char *reason)
     csi_detach(cl);
     if (cl->sess && cl->sess->sm_id && cl->state != CL_DETACHED) {
         /* A dropped connection (not a closed stream, not a stream error) may be resumed. */
-        if (cl->state == CL_SESSION && !cl->clean_close && !srv->stopping && sm_detach(cl)) return;
+        if (cl->state == CL_SESSION && !cl->clean_close && !srv->stopping && sm_detach(cl)) {
+            client_schedule(cl);   /* the end of the resumption time */
+            return;
+        }
         session_send_end(cl);
         sm_hand_back_all(cl);
     }
@@ -730,41 +739,167 @@ void c2s_stop_clients(c2s *srv)
     }
 }
 
+/* Housekeeping schedule. Each client is in srv->wakeups, a min-heap on
+ * wake_at, at the earliest time one of its deadlines may have passed (end
+ * of resumption, the sm's answer to a session start, the unauthenticated
+ * deadline, a keepalive); c2s_tick handles only the clients that are due,
+ * so an idle session costs nothing per tick. A wake may be early (the
+ * deadline moved, e.g. a write pushed the keepalive back): the checks
+ * then find nothing to do and the client goes back for its next time. */
+
+#define NEVER UINT64_MAX
+
+static void heap_place(c2s *srv, size_t i, client *cl)
+{
+    srv->wakeups[i] = cl;
+    cl->wake_slot = i + 1;
+}
+
+static void heap_up(c2s *srv, size_t i)
+{
+    client *cl = srv->wakeups[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (srv->wakeups[parent]->wake_at <= cl->wake_at) break;
+        heap_place(srv, i, srv->wakeups[parent]);
+        i = parent;
+    }
+    heap_place(srv, i, cl);
+}
+
+static void heap_down(c2s *srv, size_t i)
+{
+    client *cl = srv->wakeups[i];
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= srv->nwakeups) break;
+        if (child + 1 < srv->nwakeups && srv->wakeups[child + 1]->wake_at < srv->wakeups[child]->wake_at) child++;
+        if (srv->wakeups[child]->wake_at >= cl->wake_at) break;
+        heap_place(srv, i, srv->wakeups[child]);
+        i = child;
+    }
+    heap_place(srv, i, cl);
+}
+
+static void wake_remove(client *cl)
+{
+    c2s *srv = cl->srv;
+    if (!cl->wake_slot) return;
+    size_t i = cl->wake_slot - 1;
+    cl->wake_slot = 0;
+    client *last = srv->wakeups[--srv->nwakeups];
+    if (i == srv->nwakeups) return;
+    heap_place(srv, i, last);
+    heap_up(srv, i);
+    heap_down(srv, last->wake_slot - 1);
+}
+
+static void wake_set(client *cl, uint64_t when)
+{
+    c2s *srv = cl->srv;
+    if (when == NEVER) {
+        wake_remove(cl);
+        return;
+    }
+    if (cl->wake_slot) {
+        uint64_t old = cl->wake_at;
+        cl->wake_at = when;
+        if (when < old) heap_up(srv, cl->wake_slot - 1);
+        else if (when > old) heap_down(srv, cl->wake_slot - 1);
+        return;
+    }
+    if (srv->nwakeups == srv->wakeups_cap) {
+        size_t cap = srv->wakeups_cap ? srv->wakeups_cap * 2 : 64;
+        client **p = realloc(srv->wakeups, cap * sizeof *p);
+        if (!p) abort();
+        srv->wakeups = p;
+        srv->wakeups_cap = cap;
+    }
+    cl->wake_at = when;
+    heap_place(srv, srv->nwakeups++, cl);
+    heap_up(srv, srv->nwakeups - 1);
+}
+
+static uint64_t earlier(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+/* The earliest time c2s_tick may have something to do for cl. */
+static uint64_t next_wake(const client *cl, uint64_t now)
+{
+    const c2s *srv = cl->srv;
+    if (cl->state == CL_DETACHED) return cl->sess ? cl->sess->detached_until : NEVER;
+    uint64_t wake = NEVER;
+    if (cl->op && cl->op->kind == OP_SESSION_START)
+        wake = cl->op_deadline ? cl->op_deadline : now + 1;   /* deadline not set yet: look again next tick */
+    if (cl->state < CL_BINDING && cl->c && srv->lim.unauth_timeout_ms) {
+        uint64_t due = cl->connected_at + srv->lim.unauth_timeout_ms;
+        /* Checked only between operations: once due, look every tick. */
+        if (cl->op && due <= now) due = now + 1;
+        wake = earlier(wake, due);
+    }
+    if (cl->c && srv->lim.keepalive_ms) wake = earlier(wake, cl->last_write + srv->lim.keepalive_ms);
+    return wake;
+}
+
+static void client_schedule(client *cl)
+{
+    wake_set(cl, next_wake(cl, uv_now(cl->srv->loop)));
+}
+
+void c2s_reschedule_clients(c2s *srv)
+{
+    for (client *cl = srv->clients; cl; cl = cl->next) client_schedule(cl);
+}
+
+/* The checks of one due client; it may be freed. */
+static void client_housekeeping(client *cl, uint64_t now)
+{
+    c2s *srv = cl->srv;
+    if (cl->state == CL_DETACHED) {
+        if (now >= cl->sess->detached_until) {
+            log_info("c2s %s: client %" PRIu64 " (%s): resumption time over, ending the session", srv->name,
+                     cl->id, client_label(cl));
+            session_send_end(cl);
+            sm_hand_back_all(cl);
+            client_free(cl);
+        }
+        return;
+    }
+    if (cl->op && cl->op_deadline && now >= cl->op_deadline && cl->op->kind == OP_SESSION_START) {
+        log_warn("c2s %s: client %" PRIu64 " (%s): the sm did not answer the session start", srv->name, cl->id,
+                 client_label(cl));
+        bind_session_answer(cl, 0, "remote-server-timeout");
+        return;
+    }
+    if (cl->state < CL_BINDING && cl->c && srv->lim.unauth_timeout_ms &&
+        now - cl->connected_at >= srv->lim.unauth_timeout_ms && !cl->op) {
+        /* However busy it keeps the connection, it has to get to a session in time. */
+        if (cl->state == CL_PROXY) {
+            cl->state = CL_CLOSING;
+            conn_abort(cl->c, "no PROXY header in time");
+        } else {
+            client_stream_error(cl, "connection-timeout", "authentication took too long");
+        }
+        return;
+    }
+    if (cl->state == CL_SESSION && cl->c && srv->lim.keepalive_ms && now - cl->last_write >= srv->lim.keepalive_ms) {
+        if (cl->sess->sm_enabled && cl->sess->queued) sm_request_ack(cl);
+        else client_write_str(cl, " ");
+    }
+}
+
 void c2s_tick(c2s *srv, uint64_t now)
 {
-    for (client *cl = srv->clients, *next; cl; cl = next) {
-        next = cl->next;
-        if (cl->state == CL_DETACHED) {
-            if (now >= cl->sess->detached_until) {
-                log_info("c2s %s: client %" PRIu64 " (%s): resumption time over, ending the session", srv->name,
-                         cl->id, client_label(cl));
-                session_send_end(cl);
-                sm_hand_back_all(cl);
-                client_free(cl);
-            }
-            continue;
+    while (srv->nwakeups > 0 && srv->wakeups[0]->wake_at <= now) {
+        client *cl = srv->wakeups[0];
+        srv->waking = cl;
+        client_housekeeping(cl, now);
+        if (srv->waking == cl) {
+            /* Still here: its next time, at least a tick away so that
+             * this loop ends (an <r/> written later moves nothing yet). */
+            uint64_t wake = next_wake(cl, now);
+            wake_set(cl, wake != NEVER && wake <= now ? now + 1 : wake);
         }
-        if (cl->op && cl->op_deadline && now >= cl->op_deadline && cl->op->kind == OP_SESSION_START) {
-            log_warn("c2s %s: client %" PRIu64 " (%s): the sm did not answer the session start", srv->name, cl->id,
-                     client_label(cl));
-            bind_session_answer(cl, 0, "remote-server-timeout");
-            continue;
-        }
-        if (cl->state < CL_BINDING && cl->c && srv->lim.unauth_timeout_ms &&
-            now - cl->connected_at >= srv->lim.unauth_timeout_ms && !cl->op) {
-            /* However busy it keeps the connection, it has to get to a session in time. */
-            if (cl->state == CL_PROXY) {
-                cl->state = CL_CLOSING;
-                conn_abort(cl->c, "no PROXY header in time");
-            } else {
-                client_stream_error(cl, "connection-timeout", "authentication took too long");
-            }
-            continue;
-        }
-        if (cl->state == CL_SESSION && cl->c && srv->lim.keepalive_ms && now - cl->last_write >= srv->lim.keepalive_ms) {
-            if (cl->sess->sm_enabled && cl->sess->queued) sm_request_ack(cl);
-            else client_write_str(cl, " ");
-        }
+        srv->waking = NULL;
     }
     ip_entries_expire(srv, now);
     account_failures_expire(srv, now);

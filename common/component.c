@@ -48,6 +48,8 @@ struct component {
     bound_name *binds;
     size_t nbinds;
     buf out;            /* reused for serialisation */
+    int raw;            /* raw routes: 0 not yet (parser has a partial element), 1 on, -1 off for this connection */
+    buf pending;        /* raw routes: bytes of an incomplete element */
     void (*on_done)(component *c, void *ud);
 };
 
@@ -158,6 +160,8 @@ static void connect_to(component *c, const struct sockaddr *addr)
     lim.write_max = 64 * 1024 * 1024;
     c->state = CS_CONNECTING;
     xml_stream_reset(c->xs);
+    c->raw = 0;
+    buf_reset(&c->pending);
     c->conn = conn_connect(c->loop, addr, &lim, &component_conn_handler, c);
     if (!c->conn) {
         log_warn("component %s: cannot connect to router %s:%d", c->name, c->router_host, c->cfg.router_port);
@@ -231,15 +235,76 @@ static void on_connect(conn *cn, int status)
     conn_write(cn, c->out.data, c->out.len);
 }
 
-static void on_read(conn *cn, const char *data, size_t len)
+/* Bytes for the parser; -1 when it stopped before their end (an error:
+ * the connection is closing; or a handler paused it). */
+static int feed_parser(component *c, const char *data, size_t len)
 {
-    component *c = conn_data(cn);
     size_t consumed;
     xml_err err = xml_stream_feed(c->xs, data, len, &consumed);
     if (err != XML_OK) {
         log_error("component %s: bad XML from router: %s", c->name, xml_stream_error_text(c->xs));
-        conn_abort(cn, "bad xml from router");
+        if (c->conn) conn_abort(c->conn, "bad xml from router");
+        return -1;
     }
+    return consumed < len ? -1 : 0;
+}
+
+/* Raw routes: a route envelope the handler may take as bytes. */
+static int raw_route(const xml_scanned *s)
+{
+    return xml_span_is(s->name, "route") && xml_span_is(s->ns, NS_SB_ROUTER) && !s->prefixed && !s->dup_attr &&
+           !s->attrs_dropped;
+}
+
+/* Whole elements from p[0..n): envelopes offered to on_raw_route, the rest
+ * (and what it declines) fed to the parser. Returns the bytes used (the
+ * rest is an incomplete element), n once the parser gets everything. */
+static size_t raw_elements(component *c, const char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (!c->conn) return n;
+        if (c->state != CS_READY) break;   /* stopping: the parser sees the rest, as it always did */
+        if (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n') { i++; continue; }
+        xml_scanned s;
+        xml_scan_result rv = xml_scan_element(p + i, n - i, XML_SCAN_DEFAULT_DEPTH, &s);
+        if (rv == XML_SCAN_INCOMPLETE && n - i <= c->cfg.max_stanza_bytes) return i;
+        if (rv != XML_SCAN_DONE) break;   /* the stream's end, an error, anything unexpected */
+        if ((!raw_route(&s) || c->h->on_raw_route(c, p + i, &s, c->ud) != 0) && feed_parser(c, p + i, s.len) != 0) {
+            c->raw = -1;   /* as without raw routes, what follows a stop is not read here */
+            return n;
+        }
+        i += s.len;
+    }
+    if (i < n && c->conn) {
+        /* from here on the parser sees everything, and says what is wrong */
+        c->raw = -1;
+        feed_parser(c, p + i, n - i);
+    }
+    return n;
+}
+
+static void on_read(conn *cn, const char *data, size_t len)
+{
+    component *c = conn_data(cn);
+    if (c->raw > 0) {
+        buf *pend = &c->pending;
+        if (pend->len == 0) {
+            size_t used = raw_elements(c, data, len);
+            if (used < len && c->conn && c->raw > 0) buf_append(pend, data + used, len - used);
+            return;
+        }
+        buf_append(pend, data, len);
+        size_t used = raw_elements(c, pend->data, pend->len);
+        if (!c->conn || c->raw < 0) buf_reset(pend);
+        else buf_consume(pend, used);
+        return;
+    }
+    if (feed_parser(c, data, len) != 0) return;
+    /* Raw routes start at an element boundary once the link is up. */
+    if (!c->raw && c->cfg.raw_routes && c->h->on_raw_route && c->state == CS_READY &&
+        xml_stream_pending_bytes(c->xs) == 0)
+        c->raw = 1;
 }
 
 static void on_timeout(conn *cn)
@@ -259,6 +324,7 @@ static void on_close(conn *cn, const char *reason)
         if (c->on_done) c->on_done(c, c->ud);
         return;
     }
+    buf_reset(&c->pending);
     log_warn("component %s: connection to router lost: %s", c->name, reason);
     c->state = CS_IDLE;
     if (c->h->on_lost) c->h->on_lost(c, reason, c->ud);
@@ -433,7 +499,9 @@ int component_route(component *c, const char *to, const xnode *el, const char *c
     xml_escape_attr(o, c->name, strlen(c->name));
     buf_append_str(o, "'");
     for (size_t i = 0; attrs && attrs[i] && attrs[i + 1]; i += 2) {
-        buf_printf(o, " %s='", attrs[i]);
+        buf_append_str(o, " ");
+        buf_append_str(o, attrs[i]);
+        buf_append_str(o, "='");
         xml_escape_attr(o, attrs[i + 1], strlen(attrs[i + 1]));
         buf_append_str(o, "'");
     }
@@ -479,6 +547,7 @@ void component_free(component *c)
     for (size_t i = 0; i < c->nbinds; i++) free(c->binds[i].name);
     free(c->binds);
     buf_free(&c->out);
+    buf_free(&c->pending);
     crypto_wipe(c->secret, strlen(c->secret));
     free(c->secret);
     free(c->name);

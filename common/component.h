@@ -11,6 +11,7 @@
 #define SB_COMPONENT_H
 #include <uv.h>
 #include "common/stanza.h"
+#include "common/xml_scan.h"
 
 typedef struct component component;
 
@@ -22,6 +23,7 @@ typedef struct component_config {
     unsigned reconnect_min_ms;  /* first back-off step; default 100 */
     unsigned reconnect_max_ms;  /* back-off ceiling; default 10000 */
     size_t max_stanza_bytes;    /* default 1 MiB (router traffic carries envelopes) */
+    int raw_routes;             /* offer route envelopes to on_raw_route unparsed (see below) */
 } component_config;
 
 typedef struct component_handler {
@@ -35,6 +37,13 @@ typedef struct component_handler {
     void (*on_name)(component *c, const char *name, int online, void *ud);
     /* A bind was refused (e.g. conflict): the component cannot serve that name. */
     void (*on_bind_failed)(component *c, const char *name, const char *condition, void *ud);
+    /* With raw_routes: a <route xmlns='urn:switchboard:router'/> envelope
+     * as its bytes data[0..env->len), delimited by the scanner
+     * (common/xml_scan.h) instead of parsed; no prefixed names in it, no
+     * attribute twice on it. The router is trusted to send well-formed
+     * XML, the scanner checks what xml_scan.h says. Return 0 if handled,
+     * -1 to have it parsed and passed to on_stanza as usual. */
+    int (*on_raw_route)(component *c, const char *data, const xml_scanned *env, void *ud);
 } component_handler;
 
 component *component_new(uv_loop_t *loop, const component_config *cfg,

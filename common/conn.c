@@ -4,13 +4,21 @@
  * loop per thread) share one read buffer: libuv hands it out in alloc_cb and
  * the bytes are consumed synchronously in the read callback (copied into the
  * TLS input BIO or passed to on_read), so no connection keeps a buffer of
- * its own between reads. Writes are copied into one allocation per write
- * request, freed when the kernel has taken the bytes. What only a closing or
+ * its own between reads. What only a closing or
  * connecting conn needs (the connect and shutdown requests, the close
  * reason) is allocated when it is needed, not carried by every conn.
  *
+ * Writing: conn_write appends to the conn's pending output and puts the
+ * conn on its thread's dirty list; a uv_prepare handle (one per thread, so
+ * one per loop) writes every dirty conn's output just before the loop waits
+ * for I/O, so that all a handler or a loop iteration wrote goes out in one
+ * write() instead of one per message. Past write_coalesce bytes the output
+ * goes at once. The pending buffer becomes the write request, freed when
+ * the kernel has taken the bytes: a drained conn holds no write buffer.
+ *
  * TLS: network bytes -> BIO_write(rbio) -> SSL_do_handshake / SSL_read ->
- * on_read; conn_write -> SSL_write -> drain wbio -> uv_write.
+ * on_read; conn_write -> pending plaintext -> (flush) SSL_write -> drain
+ * wbio -> uv_write.
  *
  * Closing: conn_close stops reading, queues close_notify (TLS), waits for
  * the write queue to empty, shuts the write side down and closes.
@@ -37,6 +45,8 @@
 #define DEFAULT_HIGH_WATER (256u * 1024u)
 #define DEFAULT_WRITE_MAX (4u * 1024u * 1024u)
 #define DEFAULT_READ_CHUNK (16u * 1024u)
+#define DEFAULT_WRITE_COALESCE (64u * 1024u)
+#define PENDING_MIN 512u            /* first allocation of a conn's pending output */
 #define LISTEN_BACKLOG 1024
 #define EXPORTER_LABEL "EXPORTER-Channel-Binding"
 #define REASON_MAX 160
@@ -66,6 +76,13 @@ struct conn {
     unsigned notify_close : 1;  /* call on_close from the close callback */
 
     size_t in_flight;           /* bytes in uv_write requests whose callback has not run */
+    /* Of in_flight, bytes the kernel had taken when the close started: the
+     * cancelled requests' callbacks leave them out of on_unsent. */
+    size_t close_taken;
+    struct write_req *pend;     /* output not handed to libuv yet (plaintext) */
+    conn *dirty_prev, *dirty_next;  /* on the thread's dirty list */
+    unsigned dirty : 1;
+    uint64_t write_requests;    /* uv_write requests issued */
     /* Plain writes refused because the conn was closing or its queue full,
      * kept (up to write_max bytes) for on_unsent. */
     struct write_req *dropped, **dropped_tail;
@@ -88,7 +105,12 @@ struct write_req {
     conn *c;
     struct write_req *next;     /* in conn.dropped only */
     size_t len;
-    unsigned plain : 1;         /* the bytes of one plaintext conn_write */
+    size_t cap;                 /* room in data while it is a conn's pending output */
+    /* Plain requests of a conn with on_unsent: where each conn_write ends
+     * in data, so that unsent bytes go back one conn_write per call. */
+    size_t *ends;
+    size_t nends, ends_cap;
+    unsigned plain : 1;         /* plaintext conn_write bytes (not TLS records) */
     char data[];
 };
 
@@ -100,6 +122,8 @@ static _Thread_local struct {
     int busy;                   /* bytes in it are being handed to a handler */
     size_t live_conns;          /* freed when the last conn goes */
 } shared_rd;
+
+static void flusher_release(void);
 
 static char *shared_buf_get(size_t want)
 {
@@ -114,7 +138,8 @@ static char *shared_buf_get(size_t want)
 
 static void shared_conn_gone(void)
 {
-    if (--shared_rd.live_conns == 0 && !shared_rd.busy) {
+    if (--shared_rd.live_conns == 0) flusher_release();
+    if (shared_rd.live_conns == 0 && !shared_rd.busy) {
         free(shared_rd.data);
         shared_rd.data = NULL;
         shared_rd.cap = 0;
@@ -123,11 +148,80 @@ static void shared_conn_gone(void)
 
 static uint64_t next_conn_id = 1;   /* processes are single-threaded */
 
+/* --- the write flusher (one per thread, so one per loop) --- */
+
+enum flusher_state { FLUSHER_NONE, FLUSHER_READY, FLUSHER_CLOSING };
+
+static _Thread_local struct {
+    uv_prepare_t handle;        /* runs just before the loop waits for I/O */
+    enum flusher_state state;
+    conn *dirty;                /* conns with pending output */
+} flusher;
+
+static void flush_pending(conn *c);
+
+static void flush_all(uv_prepare_t *h)
+{
+    while (flusher.dirty) flush_pending(flusher.dirty);
+    uv_prepare_stop(h);
+}
+
+static void flusher_closed(uv_handle_t *h)
+{
+    (void)h;
+    flusher.state = FLUSHER_NONE;
+}
+
+/* The flusher of loop, created on first use; 0 if it cannot serve this
+ * loop (another loop on this thread, or closing): the caller writes at once. */
+static int flusher_ready(uv_loop_t *loop)
+{
+    if (flusher.state == FLUSHER_NONE) {
+        if (uv_prepare_init(loop, &flusher.handle) != 0) return 0;
+        flusher.state = FLUSHER_READY;
+    }
+    return flusher.state == FLUSHER_READY && flusher.handle.loop == loop &&
+           !uv_is_closing((uv_handle_t *)&flusher.handle);
+}
+
+/* Closed with the last conn so that the loop can end and be closed. */
+static void flusher_release(void)
+{
+    if (flusher.state != FLUSHER_READY || uv_is_closing((uv_handle_t *)&flusher.handle)) return;
+    flusher.state = FLUSHER_CLOSING;
+    uv_close((uv_handle_t *)&flusher.handle, flusher_closed);
+}
+
+/* 1 if the conn is on the dirty list (now), 0 if it must write at once. */
+static int mark_dirty(conn *c)
+{
+    if (c->dirty) return 1;
+    if (!flusher_ready(c->tcp.loop)) return 0;
+    c->dirty = 1;
+    c->dirty_prev = NULL;
+    c->dirty_next = flusher.dirty;
+    if (flusher.dirty) flusher.dirty->dirty_prev = c;
+    flusher.dirty = c;
+    if (!uv_is_active((uv_handle_t *)&flusher.handle)) uv_prepare_start(&flusher.handle, flush_all);
+    return 1;
+}
+
+static void unmark_dirty(conn *c)
+{
+    if (!c->dirty) return;
+    if (c->dirty_prev) c->dirty_prev->dirty_next = c->dirty_next;
+    else flusher.dirty = c->dirty_next;
+    if (c->dirty_next) c->dirty_next->dirty_prev = c->dirty_prev;
+    c->dirty_prev = c->dirty_next = NULL;
+    c->dirty = 0;
+}
+
 void conn_limits_default(conn_limits *l)
 {
     l->write_high_water = DEFAULT_HIGH_WATER;
     l->write_max = DEFAULT_WRITE_MAX;
     l->read_chunk = DEFAULT_READ_CHUNK;
+    l->write_coalesce = DEFAULT_WRITE_COALESCE;
 }
 
 static void start_close(conn *c, const char *reason);
@@ -147,8 +241,10 @@ uint64_t conn_id(const conn *c) { return c->id; }
  * the write callbacks run. */
 size_t conn_queued(const conn *c)
 {
-    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp) + c->held.len;
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp) + c->held.len +
+           (c->pend ? c->pend->len : 0);
 }
+uint64_t conn_write_requests(const conn *c) { return c->write_requests; }
 int conn_writable(const conn *c) { return c->state == CONN_OPEN && conn_queued(c) <= c->lim.write_high_water; }
 int conn_is_tls(const conn *c) { return c->ssl != NULL; }
 int conn_tls_ready(const conn *c) { return c->ssl != NULL && c->tls_ready; }
@@ -196,6 +292,9 @@ static conn *conn_new(uv_loop_t *loop, const conn_limits *lim, const conn_handle
     if (c->lim.write_max == 0) c->lim.write_max = DEFAULT_WRITE_MAX;
     if (c->lim.write_high_water == 0 || c->lim.write_high_water > c->lim.write_max)
         c->lim.write_high_water = c->lim.write_max;
+    /* Pending output never waits above the high water for the flusher. */
+    if (c->lim.write_coalesce == 0) c->lim.write_coalesce = DEFAULT_WRITE_COALESCE;
+    if (c->lim.write_coalesce > c->lim.write_high_water) c->lim.write_coalesce = c->lim.write_high_water;
     if (h) c->h = *h;
     c->ud = ud;
     c->id = next_conn_id++;
@@ -210,6 +309,28 @@ static conn *conn_new(uv_loop_t *loop, const conn_limits *lim, const conn_handle
 
 static void timer_closed(uv_handle_t *h) { free(h); }
 
+static void write_req_free(struct write_req *w)
+{
+    if (!w) return;
+    free(w->ends);
+    free(w);
+}
+
+/* Give the plaintext of w back through on_unsent, one call per conn_write,
+ * leaving out the writes that lie wholly within the first skip bytes (the
+ * kernel took them). A write cut by skip is reported whole: the peer holds
+ * only a prefix it cannot use. */
+static void report_unsent(conn *c, const struct write_req *w, size_t skip)
+{
+    if (!w->plain || !c->notify_close || !c->h.on_unsent) return;
+    size_t start = 0;
+    for (size_t i = 0; i <= w->nends; i++) {
+        size_t end = i < w->nends ? w->ends[i] : w->len;
+        if (end > start && end > skip) c->h.on_unsent(c, w->data + start, end - start);
+        start = end;
+    }
+}
+
 static void tcp_closed(uv_handle_t *h)
 {
     conn *c = h->data;
@@ -221,10 +342,11 @@ static void tcp_closed(uv_handle_t *h)
     c->unsent_reported = 1;
     while (w) {
         struct write_req *next = w->next;
-        if (c->notify_close && c->h.on_unsent) c->h.on_unsent(c, w->data, w->len);
-        free(w);
+        report_unsent(c, w, 0);
+        write_req_free(w);
         w = next;
     }
+    write_req_free(c->pend);   /* start_close took it; kept for safety */
     if (c->notify_close && c->h.on_close) c->h.on_close(c, c->reason ? c->reason : "closed");
     if (c->ssl) SSL_free(c->ssl);   /* frees rbio and wbio */
     buf_free(&c->held);
@@ -236,10 +358,21 @@ static void tcp_closed(uv_handle_t *h)
 
 /* Begin the end: no more reads, writes or timers; on_close follows from
  * the close callback. Safe to call repeatedly. */
+static void keep_unsent_req(conn *c, struct write_req *w);
+
 static void start_close(conn *c, const char *reason)
 {
     if (c->state == CONN_CLOSED) return;
     c->state = CONN_CLOSED;
+    /* What the kernel has taken of the requests still in flight. */
+    size_t waiting = uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+    c->close_taken = c->in_flight > waiting ? c->in_flight - waiting : 0;
+    unmark_dirty(c);
+    if (c->pend) {
+        struct write_req *w = c->pend;
+        c->pend = NULL;
+        keep_unsent_req(c, w);   /* after the requests in flight, in order */
+    }
     c->reason = strndup(reason ? reason : "closed", REASON_MAX - 1);   /* NULL: on_close gets "closed" */
     if (c->timer) {
         uv_close((uv_handle_t *)c->timer, timer_closed);
@@ -290,19 +423,21 @@ static void write_done(uv_write_t *req, int status)
     struct write_req *w = (struct write_req *)req;
     conn *c = w->c;
     c->in_flight -= w->len;
+    size_t taken = c->close_taken < w->len ? c->close_taken : w->len;
+    c->close_taken -= taken;
     if (status < 0) {
         if (c->state != CONN_CLOSED) {
             char why[128];
             snprintf(why, sizeof why, "write error: %s", uv_strerror(status));
             start_close(c, why);
         }
-        /* Not (completely) written: the peer got at most a prefix it
-         * cannot use, so the whole write is reported, as its own call. */
-        if (w->plain && c->notify_close && c->h.on_unsent) c->h.on_unsent(c, w->data, w->len);
-        free(w);
+        /* Not (completely) written: every conn_write the kernel did not
+         * take whole is reported, each as its own call. */
+        report_unsent(c, w, taken);
+        write_req_free(w);
         return;
     }
-    free(w);
+    write_req_free(w);
     if (c->state == CONN_CLOSED) return;
     if (c->state == CONN_CLOSING) {
         maybe_finish_close(c);
@@ -318,12 +453,61 @@ static struct write_req *write_req_new(conn *c, const void *data, size_t len, in
 {
     struct write_req *w = malloc(sizeof *w + len);
     if (!w) return NULL;
+    memset(w, 0, sizeof *w);
     w->c = c;
-    w->next = NULL;
-    w->len = len;
+    w->len = w->cap = len;
     w->plain = plain ? 1 : 0;
     memcpy(w->data, data, len);
     return w;
+}
+
+/* Keep a refused plain request for on_unsent (from the close callback). */
+static void keep_unsent_req(conn *c, struct write_req *w)
+{
+    if (!w->plain || c->ssl || !c->h.on_unsent || !c->notify_close || c->unsent_reported ||
+        c->dropped_bytes + w->len > c->lim.write_max) {
+        if (w->plain && c->h.on_unsent && c->notify_close && !c->unsent_reported)
+            log_warn("conn %llu: dropping %zu unsent bytes beyond write_max", (unsigned long long)c->id, w->len);
+        write_req_free(w);
+        return;
+    }
+    w->next = NULL;
+    *c->dropped_tail = w;
+    c->dropped_tail = &w->next;
+    c->dropped_bytes += w->len;
+}
+
+/* Append to the pending output; -1 when out of memory. */
+static int pending_append(conn *c, const void *data, size_t len)
+{
+    struct write_req *w = c->pend;
+    size_t have = w ? w->len : 0;
+    if (!w || w->cap - w->len < len) {
+        size_t cap = w ? w->cap : PENDING_MIN;
+        while (cap < have + len) cap *= 2;
+        struct write_req *n = realloc(w, sizeof *n + cap);
+        if (!n) return -1;
+        if (!w) {
+            memset(n, 0, sizeof *n);
+            n->c = c;
+            n->plain = c->ssl ? 0 : 1;
+        }
+        n->cap = cap;
+        c->pend = w = n;
+    }
+    memcpy(w->data + w->len, data, len);
+    w->len += len;
+    if (w->plain && c->h.on_unsent) {
+        if (w->nends == w->ends_cap) {
+            size_t ncap = w->ends_cap ? w->ends_cap * 2 : 16;
+            size_t *e = realloc(w->ends, ncap * sizeof *e);
+            if (!e) return -1;
+            w->ends = e;
+            w->ends_cap = ncap;
+        }
+        w->ends[w->nends++] = w->len;
+    }
+    return 0;
 }
 
 /* A plain write that will not be sent: keep it for on_unsent, which runs
@@ -336,10 +520,7 @@ static void keep_unsent(conn *c, const void *data, size_t len)
         return;
     }
     struct write_req *w = write_req_new(c, data, len, 1);
-    if (!w) return;
-    *c->dropped_tail = w;
-    c->dropped_tail = &w->next;
-    c->dropped_bytes += len;
+    if (w) keep_unsent_req(c, w);
 }
 
 /* Submit one write request (plaintext, or ciphertext when TLS is on). */
@@ -351,11 +532,43 @@ static void submit_write(conn *c, struct write_req *w)
         char why[128];
         snprintf(why, sizeof why, "write error: %s", uv_strerror(rc));
         start_close(c, why);
-        if (w->plain) keep_unsent(c, w->data, w->len);
-        free(w);
+        keep_unsent_req(c, w);
         return;
     }
     c->in_flight += w->len;
+    c->write_requests++;
+}
+
+/* Hand the pending output to the socket: as it is, or encrypted as one
+ * batch of TLS records. */
+static void flush_pending(conn *c)
+{
+    unmark_dirty(c);
+    struct write_req *w = c->pend;
+    if (!w) return;
+    c->pend = NULL;
+    if (!c->ssl) {
+        submit_write(c, w);
+        return;
+    }
+    const char *p = w->data;
+    size_t len = w->len;
+    while (len > 0 && c->state != CONN_CLOSED) {
+        ERR_clear_error();
+        size_t done = 0;
+        if (SSL_write_ex(c->ssl, p, len, &done) != 1) {
+            char why[REASON_MAX];
+            snprintf(why, sizeof why, "tls error: %s", tls_last_error());
+            start_close(c, why);
+            break;
+        }
+        p += done;
+        len -= done;
+    }
+    write_req_free(w);
+    if (c->state == CONN_CLOSED) return;
+    tls_flush(c);
+    if (c->state != CONN_CLOSED) tls_trim_bios(c);
 }
 
 void conn_write(conn *c, const void *data, size_t len)
@@ -370,31 +583,15 @@ void conn_write(conn *c, const void *data, size_t len)
         keep_unsent(c, data, len);
         return;
     }
-    if (!c->ssl) {
-        struct write_req *w = write_req_new(c, data, len, 1);
-        if (!w) {
+    if (c->ssl && !c->tls_ready) {
+        buf_append(&c->held, data, len);
+    } else {
+        if (pending_append(c, data, len) != 0) {
             start_close(c, "out of memory");
             return;
         }
-        submit_write(c, w);
-    } else if (!c->tls_ready) {
-        buf_append(&c->held, data, len);
-    } else {
-        const char *p = data;
-        while (len > 0 && c->state == CONN_OPEN) {
-            ERR_clear_error();
-            size_t done = 0;
-            if (SSL_write_ex(c->ssl, p, len, &done) != 1) {
-                char why[REASON_MAX];
-                snprintf(why, sizeof why, "tls error: %s", tls_last_error());
-                start_close(c, why);
-                return;
-            }
-            p += done;
-            len -= done;
-        }
-        tls_flush(c);
-        if (c->state != CONN_CLOSED) tls_trim_bios(c);
+        if (c->pend->len >= c->lim.write_coalesce || !mark_dirty(c)) flush_pending(c);
+        if (c->state == CONN_CLOSED) return;
     }
     note_queue_growth(c);
 }
@@ -671,15 +868,14 @@ static void tls_flush(conn *c)
             start_close(c, "out of memory");
             return;
         }
+        memset(w, 0, sizeof *w);
         int n = BIO_read(c->wbio, w->data, (int)pending);
         if (n <= 0) {
             free(w);
             return;
         }
         w->c = c;
-        w->next = NULL;
-        w->len = (size_t)n;
-        w->plain = 0;
+        w->len = w->cap = (size_t)n;
         submit_write(c, w);
     }
 }
@@ -779,6 +975,9 @@ static void tls_pump(conn *c)
 static int tls_start(conn *c, SSL_CTX *ctx)
 {
     if (c->ssl || c->state != CONN_OPEN || !ctx) return -1;
+    /* What was written before the switch (<proceed/>) goes out in the clear. */
+    flush_pending(c);
+    if (c->state != CONN_OPEN) return -1;
     ERR_clear_error();
     SSL *ssl = SSL_new(ctx);
     if (!ssl) return -1;
@@ -853,6 +1052,8 @@ int conn_tls_exporter(const conn *c, unsigned char out[32])
 
 void conn_close(conn *c)
 {
+    if (c->state != CONN_OPEN) return;
+    flush_pending(c);   /* what was written before the close goes first */
     if (c->state != CONN_OPEN) return;
     c->state = CONN_CLOSING;
     c->paused = 1;

@@ -40,6 +40,7 @@ typedef struct conn_limits {
     size_t write_high_water;   /* above this, conn_writable() is 0; default 256 KiB */
     size_t write_max;          /* above this, the conn is aborted ("write queue full"); default 4 MiB */
     size_t read_chunk;         /* read buffer size; default 16 KiB */
+    size_t write_coalesce;     /* pending output written at once above this; default 64 KiB */
 } conn_limits;
 
 void conn_limits_default(conn_limits *l);
@@ -59,13 +60,18 @@ const char *conn_peer(const conn *c);
 const char *conn_peer_ip(const conn *c);
 uint64_t conn_id(const conn *c);   /* unique within the process */
 
-/* Queue bytes (copied; encrypted first when TLS is on). */
+/* Queue bytes (copied). Writes are coalesced: what a conn is given during
+ * one loop iteration goes to the socket as one write (encrypted as one
+ * batch when TLS is on) just before the loop next waits, or at once when
+ * more than write_coalesce bytes are pending. Order is kept. */
 void conn_write(conn *c, const void *data, size_t len);
 void conn_write_str(conn *c, const char *s);
 /* Bytes queued and not yet written to the socket. */
 size_t conn_queued(const conn *c);
 /* 0 while above the high-water mark. */
 int conn_writable(const conn *c);
+/* Socket write requests this conn has issued (statistics and tests). */
+uint64_t conn_write_requests(const conn *c);
 
 /* Switch to TLS as server/client. Bytes read from now on are TLS records;
  * pending holds bytes already read that belong to the TLS stream (may be

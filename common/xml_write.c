@@ -144,9 +144,13 @@ static void write_attr(buf *out, scope *sc, const xattr *a)
 {
     const char *ns = a->ns ? a->ns : "";
     if (!*ns) {
-        buf_printf(out, " %s='", a->name);
+        buf_append_str(out, " ");
+        buf_append_str(out, a->name);
+        buf_append_str(out, "='");
     } else if (strcmp(ns, NS_XML) == 0) {
-        buf_printf(out, " xml:%s='", a->name);   /* 'xml' is bound everywhere */
+        buf_append_str(out, " xml:");   /* 'xml' is bound everywhere */
+        buf_append_str(out, a->name);
+        buf_append_str(out, "='");
     } else {
         const binding *b = NULL;
         if (usable_prefix(a->prefix)) {
@@ -165,7 +169,9 @@ static void write_attr(buf *out, scope *sc, const xattr *a)
         if (!b) b = declare_generated(out, sc, ns);
         buf_append_str(out, " ");
         write_prefix(out, b);
-        buf_printf(out, ":%s='", a->name);
+        buf_append_str(out, ":");
+        buf_append_str(out, a->name);
+        buf_append_str(out, "='");
     }
     xml_escape_attr(out, a->value ? a->value : "", a->value ? strlen(a->value) : 0);
     buf_append_str(out, "'");
@@ -184,7 +190,10 @@ static void serialize_node(buf *out, const xnode *el, const char *default_ns, sc
     const char *prefix = in_xml_ns ? "xml" : usable_prefix(el->prefix) && *ns ? el->prefix : NULL;
     size_t mark = sc->n;
     buf_append_str(out, "<");
-    if (prefix) buf_printf(out, "%s:", prefix);
+    if (prefix) {
+        buf_append_str(out, prefix);
+        buf_append_str(out, ":");
+    }
     buf_append_str(out, el->name);
     if (in_xml_ns) {
         /* nothing to declare */
@@ -207,7 +216,10 @@ static void serialize_node(buf *out, const xnode *el, const char *default_ns, sc
         buf_append_str(out, ">");
         for (const xnode *c = el->children; c; c = c->next) serialize_node(out, c, default_ns, sc);
         buf_append_str(out, "</");
-        if (prefix) buf_printf(out, "%s:", prefix);
+        if (prefix) {
+            buf_append_str(out, prefix);
+            buf_append_str(out, ":");
+        }
         buf_append_str(out, el->name);
         buf_append_str(out, ">");
     }

@@ -333,5 +333,34 @@ write("dialback", "malformed",
       "<result xmlns='jabber:server:dialback' from='a' to='b'>k</result>"
       "<message from='a' to='b'/>")
 
+# ------------------------------------------------------------------ xml_scan
+# Elements as Switchboard's processes write them to each other (route
+# envelopes, stanzas, control elements), and near misses the scanner must
+# leave to the parser.
+ROUTE = ("<route xmlns='urn:switchboard:router' to='c2s-1' from='example.com' c2s-id='7' sm-id='12' seq='3'>"
+         "<message xmlns='jabber:client' from='juliet@example.com/balcony' to='romeo@example.com/orchard' "
+         "type='chat' id='m1'><body>Art thou not Romeo, &amp; a Montague?</body>"
+         "<active xmlns='http://jabber.org/protocol/chatstates'/></message></route>")
+write("xml_scan", "route-message", ROUTE)
+write("xml_scan", "route-control",
+      "<route xmlns='urn:switchboard:router' to='example.com' from='c2s-1' c2s-id='7'>"
+      "<session xmlns='urn:switchboard:session' action='start' jid='juliet@example.com/balcony' acks='true'/></route>"
+      "<route xmlns=\"urn:switchboard:router\" type=\"error\" to=\"c2s-1\" from=\"example.com\"><iq/></route>")
+write("xml_scan", "bare-stanzas",
+      "<message from='a@example.com/r' to='b@example.net'><body>&#x1F600;&#65;&lt;&gt;&quot;&apos;</body></message>"
+      "<presence from='a@example.com/r' to='b@example.net' type='unavailable'/>"
+      "<iq type='get' id='v1' to='example.net' from='a@example.com/r'><query xmlns='jabber:iq:version'/></iq>")
+write("xml_scan", "attribute-values",
+      "<x a='tab\there' b=\"line\r\nend\" c='&#9;&#10;&#13;' d='say \"hi\"' e = 'spaced' xml:lang='en'>"
+      "<y  z='1'   /></x  >")
+write("xml_scan", "prefixed",
+      "<stream:error xmlns:stream='http://etherx.jabber.org/streams'><not-well-formed "
+      "xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error><db:result from='a' to='b'>k</db:result>")
+write("xml_scan", "near-misses",
+      "<a><b></a></b><a x='1'x='2'/><a x='<'/><a>&bogus;</a><a>&#0;</a><a><!-- c --></a>"
+      "<a><![CDATA[x]]></a><a x='1' x='1'/><?pi?></stream:stream>")
+write("xml_scan", "deep", "<a>" * 70 + "</a>" * 70)
+write("xml_scan", "bind", "<bind xmlns='urn:switchboard:router' name='example.com' default='true'/>")
+
 
 print("seeds written to", CORPUS, file=sys.stderr)

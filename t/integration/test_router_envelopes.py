@@ -175,3 +175,83 @@ def test_stream_end_after_envelopes_closes_cleanly(pair):
     assert c2s.reader.wait_eof()
     assert c2s.reader.closed
     assert sm.next(timeout=5).get("name") == "c2s-1"   # <offline/>
+
+
+# ---- the c2s's side: raw routes (common/component.c, c2s/session.c) ----
+# The sm's envelopes to the c2s are delivered without a tree for the plain
+# case; the client must get the same stanzas either way, and what the
+# c2s tells the sm about them (docs/sessions.md §7) must not change.
+
+@pytest.fixture(params=["raw", "parsed"])
+def c2s_server(request, server):
+    srv = server(config={"c2s": {"router/raw-routes": "true" if request.param == "raw" else "false"}})
+    srv.add_user("alice", "pw-a")
+    srv.add_user("bob", "pw-b")
+    return srv
+
+
+def test_c2s_delivers_the_same_stanzas_raw_or_parsed(c2s_server):
+    from test_c2s_client import NS_CLIENT, q
+    from test_c2s_session import logged_in
+    srv = c2s_server
+    a = logged_in(srv, "alice", "pw-a", "phone")
+    b = logged_in(srv, "bob", "pw-b", "pc")
+    a.send("<message to='bob@localhost/pc' type='chat' id='m1' xml:lang='fr'>"
+           "<body>x &amp; &lt;y&gt; &#x1F600; \"q\"</body>"
+           "<x xmlns='urn:example' a=\"q'&quot;\"><deep><er/></deep></x></message>")
+    a.send("<presence to='bob@localhost/pc' id='p1'><status>s &amp; t</status></presence>")
+    a.send("<iq to='bob@localhost/pc' type='get' id='i1'><query xmlns='urn:example:q'/></iq>")
+    got = {}
+    while len(got) < 3:
+        el = b.next_stanza()
+        assert el is not None, f"only {sorted(got)} arrived"
+        if el.get("id") in ("m1", "p1", "i1"):
+            got[el.get("id")] = el
+    m = got["m1"]
+    assert m.tag == q(NS_CLIENT, "message") and m.get("from") == "alice@localhost/phone"
+    assert m.get("{http://www.w3.org/XML/1998/namespace}lang") == "fr"
+    assert m.find(q(NS_CLIENT, "body")).text == "x & <y> \U0001F600 \"q\""
+    x = m.find("{urn:example}x")
+    assert x.get("a") == "q'\"" and x.find("{urn:example}deep/{urn:example}er") is not None
+    p = got["p1"]
+    assert p.tag == q(NS_CLIENT, "presence") and p.find(q(NS_CLIENT, "status")).text == "s & t"
+    i = got["i1"]
+    assert i.tag == q(NS_CLIENT, "iq") and i.find("{urn:example:q}query") is not None
+    # bob answers the iq: it reaches alice the same way
+    b.send("<iq to='alice@localhost/phone' type='result' id='i1'/>")
+    while True:
+        el = a.next_stanza()
+        assert el is not None, "iq result not delivered"
+        if el.get("id") == "i1":
+            break
+    assert el.get("type") == "result" and el.get("from") == "bob@localhost/pc"
+
+
+def test_c2s_reports_what_it_wrote_raw_or_parsed(c2s_server):
+    """Without stream management, writing a numbered message is what the c2s
+    reports to the sm ('acked'): the sm then forgets its copy, so a message
+    written once is not delivered again as offline after the session ends."""
+    from test_c2s_client import NS_CLIENT, q
+    from test_c2s_session import logged_in, next_message
+    srv = c2s_server
+    a = logged_in(srv, "alice", "pw-a", "phone")
+    b = logged_in(srv, "bob", "pw-b", "pc")
+    b.send("<presence/>")
+    a.send("<message to='bob@localhost' type='chat' id='once'><body>only once</body></message>")
+    m = next_message(b)
+    assert m is not None and m.find(q(NS_CLIENT, "body")).text == "only once"
+    # a marker after it: once bob has it, the report about 'once' went before
+    a.send("<message to='bob@localhost' type='chat' id='marker'><body>marker</body></message>")
+    assert next_message(b).get("id") == "marker"
+    b.send("</stream:stream>")
+    assert b.reader.wait_eof()
+    # bob again, with a new stream: nothing comes back as offline
+    b2 = logged_in(srv, "bob", "pw-b", "pc2")
+    b2.send("<presence/>")
+    a.send("<message to='bob@localhost' type='chat' id='after'><body>after</body></message>")
+    ids = []
+    while "after" not in ids:
+        el = next_message(b2)
+        assert el is not None, f"got {ids}"
+        ids.append(el.get("id"))
+    assert ids == ["after"], ids

@@ -44,6 +44,8 @@ struct side {
     int no_timeout_handler;          /* server: accept with on_timeout = NULL */
     int drain_writable;              /* conn_writable() seen inside on_drain */
     size_t drain_queued;             /* conn_queued() seen inside on_drain */
+    size_t batch_queued;             /* conn_queued() right after hook_batch_then_close's writes */
+    uint64_t batch_requests;         /* conn_write_requests() at that moment */
     int tls_version;
     void (*connect_hook)(side *s);
     void (*read_hook)(side *s, const char *d, size_t n);
@@ -357,6 +359,81 @@ static void test_many_small_writes(void)
     side_free(&cl);
 }
 
+/* Write coalescing: what a handler writes goes out as one socket write
+ * when the loop is next about to wait, in order; a close right after the
+ * writes still delivers all of them; past write_coalesce bytes the pending
+ * output goes at once. */
+#define BATCH_WRITES 200
+static void hook_batch_then_close(side *s)
+{
+    for (int i = 0; i < BATCH_WRITES; i++) {
+        char one[32];
+        int n = snprintf(one, sizeof one, "<m n='%d'/>", i);
+        conn_write(s->c, one, (size_t)n);
+    }
+    s->batch_queued = conn_queued(s->c);            /* pending, not yet written */
+    s->batch_requests = conn_write_requests(s->c);
+    if (s->close_in_read == 3) conn_close(s->c);
+}
+
+static void test_coalescing(void)
+{
+    buf want = BUF_INIT;
+    for (int i = 0; i < BATCH_WRITES; i++) buf_printf(&want, "<m n='%d'/>", i);
+
+    for (int closing = 0; closing < 2; closing++) {
+        const char *what = closing ? "coalesce+close" : "coalesce";
+        side sv, cl;
+        server srv;
+        side_init(&sv, "server");
+        side_init(&cl, "client");
+        cl.connect_hook = hook_batch_then_close;
+        cl.close_in_read = closing ? 3 : 0;
+        ok(server_start(&srv, &sv) == 0 && client_start(&cl, &srv) == 0, "%s: connected", what);
+        want_bytes w = {&sv, want.len};
+        ok(run_until(got_bytes, &w, 5000), "%s: bytes arrive", what);
+        ok(sv.got.len == want.len && memcmp(sv.got.data, want.data, want.len) == 0,
+           "%s: %d writes arrive complete and in order", what, BATCH_WRITES);
+        is_int(cl.batch_queued, want.len, "%s: the writes wait as pending output inside the handler", what);
+        is_int(cl.batch_requests, 0, "%s: no socket write from inside the handler", what);
+        if (closing) {
+            pair p = {&sv, &cl};
+            ok(run_until(both_closed, &p, 5000), "%s: both sides close", what);
+            is_str(cl.reason, "closed", "%s: a graceful close", what);
+            is_str(sv.reason, "peer closed", "%s: the reader sees the end after the data", what);
+            is_int(cl.unsent_calls, 0, "%s: nothing reported unsent", what);
+        } else {
+            is_int(cl.c ? conn_write_requests(cl.c) : 0, 1, "%s: %d writes left as one socket write", what, BATCH_WRITES);
+            is_int(cl.c ? conn_queued(cl.c) : 1, 0, "%s: nothing left queued", what);
+        }
+        finish(&sv, &cl);
+        is_int(sv.closes + cl.closes, 2, "%s: one on_close per side", what);
+        server_stop(&srv);
+        side_free(&sv);
+        side_free(&cl);
+    }
+
+    /* A low write_coalesce: the pending output goes at once when it passes it. */
+    side sv, cl;
+    server srv;
+    side_init(&sv, "server");
+    side_init(&cl, "client");
+    cl.lim.write_coalesce = 1000;
+    cl.connect_hook = hook_batch_then_close;
+    ok(server_start(&srv, &sv) == 0 && client_start(&cl, &srv) == 0, "coalesce limit: connected");
+    want_bytes w = {&sv, want.len};
+    ok(run_until(got_bytes, &w, 5000), "coalesce limit: bytes arrive");
+    ok(sv.got.len == want.len && memcmp(sv.got.data, want.data, want.len) == 0, "coalesce limit: complete and in order");
+    ok(cl.batch_requests >= want.len / 1100, "coalesce limit: written at once past the limit (%llu writes)",
+       (unsigned long long)cl.batch_requests);
+    ok(cl.batch_queued < 1000, "coalesce limit: less than the limit left pending (%zu)", cl.batch_queued);
+    finish(&sv, &cl);
+    server_stop(&srv);
+    side_free(&sv);
+    side_free(&cl);
+    buf_free(&want);
+}
+
 /* STARTTLS: a plain round trip, then the client sends the marker and its
  * ClientHello back to back and writes plaintext before the handshake ends. */
 static void hook_starttls_client_read(side *s, const char *d, size_t n)
@@ -486,6 +563,21 @@ static void test_direct_tls(void)
     ok(run_until(got_bytes, &wb, 10000), "direct tls: large echo arrives");
     ok(cl.got.len == big.len && memcmp(cl.got.data, big.data, big.len) == 0, "direct tls: large echo intact");
     buf_free(&big);
+    buf_reset(&cl.got);
+    /* Small writes in one go are encrypted and sent as one batch. */
+    buf small = BUF_INIT;
+    uint64_t before = cl.c ? conn_write_requests(cl.c) : 0;
+    for (int i = 0; cl.c && i < 50; i++) {
+        char one[32];
+        int n = snprintf(one, sizeof one, "<m n='%d'/>", i);
+        conn_write(cl.c, one, (size_t)n);
+        buf_append(&small, one, (size_t)n);
+    }
+    want_bytes ws = {&cl, small.len};
+    ok(run_until(got_bytes, &ws, 5000), "direct tls: echo of 50 small writes arrives");
+    ok(cl.got.len == small.len && memcmp(cl.got.data, small.data, small.len) == 0, "direct tls: small writes intact, in order");
+    is_int(cl.c ? conn_write_requests(cl.c) - before : 0, 1, "direct tls: 50 small writes left as one socket write");
+    buf_free(&small);
     buf_reset(&cl.got);
     check_tls_pair("direct tls", &sv, &cl, "localhost");
     /* Now abort twice and close from inside a TLS on_read. */
@@ -1010,7 +1102,8 @@ static void test_certificates(void)
     }
     conn_limits l;
     conn_limits_default(&l);
-    ok(l.write_high_water == 256 * 1024 && l.write_max == 4 * 1024 * 1024 && l.read_chunk == 16 * 1024,
+    ok(l.write_high_water == 256 * 1024 && l.write_max == 4 * 1024 * 1024 && l.read_chunk == 16 * 1024 &&
+           l.write_coalesce == 64 * 1024,
        "conn: default limits as documented");
 }
 
@@ -1027,6 +1120,7 @@ int main(void)
     test_certificates();
     test_plain_echo();
     test_many_small_writes();
+    test_coalescing();
     test_close_in_read();
     test_connect_refused();
     test_listen();
