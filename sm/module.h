@@ -17,7 +17,11 @@
  *
  * Hooks run in the user's queue (see sm.h): a hook that starts a storage
  * request calls sm_user_hold(u) and sm_user_release(u) in its callback, and
- * the user's next stanza waits until then.
+ * the user's next stanza waits until then. A write whose order the storage
+ * keeps by itself and that nothing later in the queue needs to read back
+ * (the offline store) may instead be pipelined with sm_user_write_begin /
+ * sm_user_write_end: the queue goes on, and only the confirmations to the
+ * c2s wait for the commit.
  *
  * Adding a module: write mod_x.c defining `const sm_module mod_x`, add it to
  * sm/modules.c and sm/meson.build. Every module can be switched with

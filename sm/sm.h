@@ -7,8 +7,9 @@
  * store change in the order stanzas arrived, and pushes carry versions in
  * order, without locks. Offline stores are the exception that keeps the
  * order anyway: they are pipelined (sm_user_write_begin), in order on the
- * user's storage connection, and only the confirmations wait for them. A user is in memory while it has sessions, queued
- * work or requests in flight; the roster is loaded when it comes into
+ * user's storage connection, and only the confirmations wait for them.
+ * A user is in memory while it has sessions, queued work or requests in
+ * flight; the roster is loaded when it comes into
  * memory and dropped when it leaves. */
 #ifndef SB_SM_H
 #define SB_SM_H
