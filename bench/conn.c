@@ -392,7 +392,14 @@ static void on_input(lg_worker *w, lg_conn *c)
             return;
         }
         lg_current_worker = w;
+        c->in_parse = 1;
         enum XML_Status s = XML_Parse(c->xp, buf, (int)n, 0);
+        c->in_parse = 0;
+        if (c->start_after_parse) {   /* closed and restarted from a handler */
+            c->start_after_parse = 0;
+            if (c->state == C_FREE) conn_start(w, c);
+            return;
+        }
         if (c->state == C_FREE) return;
         if (c->restart == 2) {   /* the server closed the stream */
             if (c->state != C_CLOSING) w->st.disconnects++;

@@ -112,6 +112,8 @@ typedef struct lg_conn {
     long got;                    /* messages received */
     int in_login;                /* counted in the worker's logins under way */
     int closing_after;           /* close once the write buffer is flushed */
+    int in_parse;                /* inside XML_Parse on this connection's parser */
+    int start_after_parse;       /* a new login was asked for from inside XML_Parse */
 } lg_conn;
 
 #define FEAT_STARTTLS 1u

@@ -94,7 +94,9 @@ void scen_on_closed(lg_worker *w, lg_conn *c, int failed)
     if (is(w, "login") && w->go && !w->stopping) {
         c->got++;
         c->user = user_of(w, c);
-        conn_start(w, c);
+        /* Not from inside expat: the new login resets this parser. */
+        if (c->in_parse) c->start_after_parse = 1;
+        else conn_start(w, c);
     }
 }
 
