@@ -405,7 +405,8 @@ int jid_domain_of(const char *s, char *out, size_t outlen)
     const char *d = at ? at + 1 : s;
     size_t dlen = end - (size_t)(d - s);
     if (dlen > 0 && d[dlen - 1] == '.') dlen--;
-    if (dlen == 0 || dlen > JID_PART_MAX || dlen >= outlen) return -1;
+    /* One trailing dot is the root; a second would be an empty label. */
+    if (dlen == 0 || d[dlen - 1] == '.' || dlen > JID_PART_MAX || dlen >= outlen) return -1;
     int simple = d[0] != '.' && d[0] != '-';
     for (size_t i = 0; i < dlen && simple; i++) {
         char c = d[i];

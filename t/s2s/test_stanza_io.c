@@ -93,6 +93,7 @@ int main(void)
     check_domain("alice@Example.COM/Res", "example.com");
     check_domain("example.org", "example.org");
     check_domain("example.org.", "example.org");
+    check_domain("example.org..", NULL);   /* an empty label (found by fuzz_dialback) */
     check_domain("a@b.test/with/slash@at", "b.test");
     check_domain("@", NULL);
     check_domain("user@", NULL);
