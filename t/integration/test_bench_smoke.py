@@ -28,6 +28,8 @@ SCENARIOS = {
     # two servers federating over dialback (s2s on each side, hosts-map)
     "s2s": ["s2s", "--pairs", "3", "--window", "2", "--duration", "1"],
     "s2s-rate": ["s2s", "--pairs", "3", "--rate", "100", "--duration", "1"],
+    # other clients' latency measured alone, then while one client floods (shipped rate limits on)
+    "flood": ["flood", "--pairs", "3", "--rate", "60", "--duration", "1", "--flood-window", "200"],
     # sessions held over several c2s and load generator processes while messages flow
     "scale": ["scale", "--sessions", "40", "--c2s", "2", "--procs", "2", "--sources", "2", "--rate", "100",
               "--duration", "1", "--settle", "0.5", "--mech", "SCRAM-SHA-1", "--shared-salt"],
@@ -76,6 +78,9 @@ def test_bench_scenario_runs_and_loses_nothing(pg_cluster, tmp_path, name):
         assert r["sessions"] == 40 and r["setup_failures"] == 0
         assert r["sent"] > 0 and r["received"] == r["sent"] and r["lost"] == 0
         assert set(r["rss_kb"]) == {"router", "sm", "c2s-1", "c2s-2"} and r["rss_total_kb"] > 0
+    elif scenario == "flood":
+        assert r["sent"] > 0 and r["received"] == r["sent"] and r["lost"] == 0 and r["quiet_lost"] == 0
+        assert r["flooder_sent"] > 0 and r["flood_rate_limits"].startswith("shipped")
     elif scenario == "presence":
         assert r["sent"] > 0 and r["lost"] == 0
         assert r["received_other"] == r["sent"] * 4
