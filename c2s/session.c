@@ -15,19 +15,6 @@
 #include "common/stanza_error.h"
 #include "common/xml_write.h"
 
-/* Decimal, without printf: ids and sequence numbers are on every message's path. */
-static void id_str(uint64_t v, char out[24])
-{
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
-    out[n] = '\0';
-}
-
 static client *client_by_id(c2s *srv, const char *id)
 {
     return id ? strmap_get(&srv->clients_by_id, id) : NULL;
@@ -47,8 +34,8 @@ static int send_control_attr(c2s *srv, const char *domain, uint64_t c2s_id, uint
     if (jid) xnode_set_attr(st->root, "jid", jid);
     if (attr && value) xnode_set_attr(st->root, attr, value);
     char cid[24], sid[24];
-    id_str(c2s_id, cid);
-    id_str(sm_id, sid);
+    u64_to_dec(cid, c2s_id);
+    u64_to_dec(sid, sm_id);
     const char *attrs[] = {"c2s-id", cid, sm_id ? "sm-id" : NULL, sid, NULL};
     int rc = component_route(srv->comp, domain, st->root, attrs);
     stanza_free(st);
@@ -73,7 +60,7 @@ void session_send_acked(client *cl)
     c2s_session *s = cl->sess;
     if (!s || !s->sm_id || s->sm_lost || s->acked_seq == s->reported_seq) return;
     char v[24];
-    id_str(s->acked_seq, v);
+    u64_to_dec(v, s->acked_seq);
     if (send_control_attr(cl->srv, cl->domain, cl->id, s->sm_id, "acked", NULL, "seq", v) == 0)
         s->reported_seq = s->acked_seq;
 }
@@ -111,8 +98,8 @@ void session_account_removed(client *cl)
     snprintf(bare, sizeof bare, "%s@%s", cl->user, cl->domain);
     xnode_set_attr(st->root, "jid", bare);
     char cid[24], sid[24];
-    id_str(cl->id, cid);
-    id_str(cl->sess ? cl->sess->sm_id : 0, sid);
+    u64_to_dec(cid, cl->id);
+    u64_to_dec(sid, cl->sess ? cl->sess->sm_id : 0);
     const char *attrs[] = {"c2s-id", cid, (cl->sess && cl->sess->sm_id) ? "sm-id" : NULL, sid, NULL};
     component_route(srv->comp, cl->domain, st->root, attrs);
     stanza_free(st);
@@ -126,14 +113,14 @@ void session_route_stanza(client *cl, const xnode *el)
     stanza_touch(el->doc);
     observe_stanza_in(cl, el);
     char cid[24], sid[24], seq[24];
-    id_str(cl->id, cid);
-    id_str(cl->sess->sm_id, sid);
+    u64_to_dec(cid, cl->id);
+    u64_to_dec(sid, cl->sess->sm_id);
     const char *attrs[] = {"c2s-id", cid, "sm-id", sid, NULL, seq, NULL};
     if (cl->sess->sm_enabled) {
         /* Numbered: the client's <a/> counts it once the sm confirms it. */
         uint32_t n = ++cl->sess->route_seq;
         if (!n) n = ++cl->sess->route_seq;
-        id_str(n, seq);
+        u64_to_dec(seq, n);
         attrs[4] = "seq";
         sm_routed(cl, n);
     }
@@ -177,8 +164,8 @@ void session_hand_back_seq(c2s *srv, uint64_t c2s_id, uint64_t sm_id, const char
         return;
     }
     char cid[24], sid[24], sq[16];
-    id_str(c2s_id, cid);
-    id_str(sm_id, sid);
+    u64_to_dec(cid, c2s_id);
+    u64_to_dec(sid, sm_id);
     snprintf(sq, sizeof sq, "%" PRIu32, seq);
     const char *attrs[] = {"c2s-id", cid, "sm-id", sid, "type", "error", seq ? "seq" : NULL, sq, NULL};
     if (component_route(srv->comp, domain, inner, attrs) != 0)
@@ -204,7 +191,7 @@ static int session_matches(const client *cl, const char *sm_id)
 {
     if (!cl->sess || !cl->sess->sm_id) return 0;
     char sid[24];
-    id_str(cl->sess->sm_id, sid);
+    u64_to_dec(sid, cl->sess->sm_id);
     return sm_id && !strcmp(sm_id, sid);
 }
 

@@ -90,3 +90,16 @@ void buf_shrink(buf *b)
     b->data = p;
     b->cap = b->len + 1;
 }
+
+size_t u64_to_dec(char *out, uint64_t v)
+{
+    char rev[20];
+    size_t n = 0;
+    do {
+        rev[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++) out[i] = rev[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}

@@ -3,6 +3,7 @@
 #define SB_BUF_H
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct buf {
     char *data;
@@ -22,6 +23,10 @@ void buf_consume(buf *b, size_t n);
 const char *buf_cstr(buf *b);
 void buf_reset(buf *b);   /* len = 0, keep memory */
 void buf_free(buf *b);    /* release memory */
+
+/* v in decimal at out (room for 21 bytes), NUL-terminated; returns the
+ * length. Per-message paths format numbers with this rather than printf. */
+size_t u64_to_dec(char *out, uint64_t v);
 /* Give back the spare room (keeps one byte for buf_cstr); long-lived small
  * buffers stop holding the minimum allocation. */
 void buf_shrink(buf *b);

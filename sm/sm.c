@@ -73,27 +73,12 @@ int sm_is_local(const sm *s, const char *domain)
     return 0;
 }
 
-/* v in decimal at out (room for 21 bytes), NUL-terminated; returns the
- * length. The per-message paths format numbers with this, not printf. */
-static size_t u64_dec(char *out, uint64_t v)
-{
-    char rev[20];
-    size_t n = 0;
-    do {
-        rev[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++) out[i] = rev[n - 1 - i];
-    out[n] = 0;
-    return n;
-}
-
 const char *sm_new_id(sm *s)
 {
     static char id[32];
     id[0] = 's';
     id[1] = 'm';
-    u64_dec(id + 2, ++s->next_id);
+    u64_to_dec(id + 2, ++s->next_id);
     return id;
 }
 
@@ -154,7 +139,7 @@ static void send_route(sm *s, const char *to, const char *from, const char *c2s_
     }
     if (seq) {
         char v[24];
-        size_t n = u64_dec(v, seq);
+        size_t n = u64_to_dec(v, seq);
         buf_append_str(&o, " seq='");
         buf_append(&o, v, n);
         buf_append_str(&o, "'");
@@ -277,7 +262,7 @@ static void confirm_release(sm *s, sm_confirm *c)
 {
     if (!c || --c->refs > 0) return;
     char id[24];
-    u64_dec(id, c->sess_id);
+    u64_to_dec(id, c->sess_id);
     sm_session *sess = session_find(s, id);
     if (sess) {
         for (size_t i = 0; i < sess->ninflight; i++)
@@ -364,13 +349,13 @@ static void sm_send_confirmations(uv_check_t *h)
     uv_check_stop(h);
     for (size_t i = 0; i < s->nconfirm_due; i++) {
         char id[24];
-        u64_dec(id, s->confirm_due[i]);
+        u64_to_dec(id, s->confirm_due[i]);
         sm_session *sess = session_find(s, id);
         if (!sess || !sess->handled_due) continue;
         sess->handled_due = 0;
         if (s->stopping) continue;
         char v[24];
-        u64_dec(v, sess->handled);
+        u64_to_dec(v, sess->handled);
         send_control(s, sess->c2s, session_domain(sess), sess->c2s_id, sess->id_str, "handled", NULL, "seq", v);
     }
     s->nconfirm_due = 0;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/log.h"
 #include "storage/modules.h"
 #include "storage/offline.h"
@@ -123,20 +124,6 @@ static void on_count(void *ud, storage_status st, const PGresult *res)
     cb(cud, st, n);
 }
 
-/* v in decimal at out (room for 21 bytes): a store is made per offline
- * message, and printf is a visible part of its cost. */
-static void dec_u64(char *out, uint64_t v)
-{
-    char rev[20];
-    size_t n = 0;
-    do {
-        rev[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++) out[i] = rev[n - 1 - i];
-    out[n] = 0;
-}
-
 void offline_store(storage *s, const char *domain, const char *username, const char *stanza, size_t len,
                    time_t expire_at, unsigned quota, storage_status_cb cb, void *ud)
 {
@@ -150,8 +137,8 @@ void offline_store(storage *s, const char *domain, const char *username, const c
     char *text = strndup(stanza, len);
     if (!text) abort();
     char exp[24], q[24];
-    dec_u64(exp, expire_at > 0 ? (uint64_t)expire_at : 0);
-    dec_u64(q, quota);
+    u64_to_dec(exp, expire_at > 0 ? (uint64_t)expire_at : 0);
+    u64_to_dec(q, quota);
     const char *v[5] = {domain, username, text, exp, q};
     storage_exec(s, &offline_stmts[OFFLINE_STORE], v, on_store, r);
     free(text);
