@@ -141,7 +141,9 @@ static void check_raw_is_current(const stanza *st)
     if (!st->raw) return;
     const xnode *el = NULL;
     char err[128];
-    stanza *again = fuzz_reparse(st->raw, st->raw_len, st->root->ns ? st->root->ns : "", &el, err, sizeof err);
+    /* The harness's stanzas come from xml_parse_document: no default
+     * namespace around the root. */
+    stanza *again = fuzz_reparse(st->raw, st->raw_len, "", &el, err, sizeof err);
     FUZZ_CHECK(again && el, "the kept original bytes do not parse: %s", err);
     const char *diff = fuzz_tree_diff(el, st->root);
     FUZZ_CHECK(!diff, "a changed stanza kept its original bytes: %s", diff);
